@@ -1,0 +1,71 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	orasregistry "oras.land/oras-go/v2/registry"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/errcode"
+)
+
+// AuthError is an access refusal (HTTP 401 or 403, or a registry asking for
+// basic credentials that no source had), with the registry and the
+// credential source that was tried. It matches ErrUnauthorized with
+// errors.Is and unwraps to the oras-go error (e.g. *errcode.ErrorResponse).
+type AuthError struct {
+	Registry   string // registry name as in the reference, e.g. "docker.io"
+	Repository string
+	Source     string // from [Client.CredentialSource]
+	StatusCode int    // 401 or 403; 0 when no request was refused
+	Err        error
+}
+
+func (e *AuthError) Error() string {
+	what := "denied access"
+	switch e.StatusCode {
+	case http.StatusUnauthorized:
+		what = "refused the credentials (401 Unauthorized)"
+	case http.StatusForbidden:
+		what = "denied access (403 Forbidden)"
+	case 0:
+		what = "requires credentials"
+	}
+	return fmt.Sprintf("registry %s %s for repository %s, credentials from %s: %v",
+		e.Registry, what, e.Repository, e.Source, e.Err)
+}
+
+// Unwrap returns ErrUnauthorized and the underlying error.
+func (e *AuthError) Unwrap() []error { return []error{ErrUnauthorized, e.Err} }
+
+// DescribeError turns an access refusal from an operation on repository ref
+// into an *AuthError that names the registry and the credential source
+// tried; other errors, and nil, are returned unchanged. Call it on errors from
+// oras-go operations on a repository from [Client.Repository].
+// Safe for concurrent use.
+func (c *Client) DescribeError(err error, ref orasregistry.Reference) error {
+	if err == nil {
+		return nil
+	}
+	var already *AuthError
+	if errors.As(err, &already) {
+		return err
+	}
+	status := 0
+	var resp *errcode.ErrorResponse
+	switch {
+	case errors.As(err, &resp) && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden):
+		status = resp.StatusCode
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
+	default:
+		return err
+	}
+	return &AuthError{
+		Registry:   ref.Registry,
+		Repository: ref.Repository,
+		Source:     c.CredentialSource(ref.Registry, ref.Repository),
+		StatusCode: status,
+		Err:        err,
+	}
+}
