@@ -36,6 +36,9 @@ It keeps imgpkg's command-line surface, lock files and registry conventions.`,
 	root.SetErr(s.Err)
 	root.AddCommand(
 		newVersionCmd(s),
+		newPushCmd(s),
+		newCopyCmd(s),
+		newPullCmd(s),
 	)
 	return root
 }

@@ -1,0 +1,463 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+
+	"github.com/ferry-oci/ferry/lockfile"
+)
+
+// CopyOptions tunes CopyToRepo. The zero value is imgpkg's default
+// behaviour, except that DestRepo is needed for lock output.
+type CopyOptions struct {
+	// Concurrency bounds the blobs and manifests in flight. <= 0 means 5.
+	Concurrency int
+	// IncludeNonDistributable copies non-distributable (foreign) layers too.
+	// By default they are skipped and OnWarning names them.
+	IncludeNonDistributable bool
+	// RepoBasedTags tags each node with RepoBasedTag instead of
+	// sha256-<hex>.imgpkg.
+	RepoBasedTags bool
+	// DestRepo is the destination repository ("host/path"), used for lock
+	// output references.
+	DestRepo string
+	// SameRegistry, when not nil, reports whether a source repository
+	// ("host/path") is on the destination's registry. Blobs of such
+	// repositories are mounted rather than uploaded when dst implements
+	// oras-go's registry.Mounter (a remote repository does).
+	SameRegistry func(srcRepo string) bool
+	// OnCopy, when not nil, is called once per node when it is at the
+	// destination: skipped is true when it was there already. Calls may come
+	// from several goroutines at once.
+	OnCopy func(n *Node, skipped bool)
+	// OnWarning, when not nil, receives warnings such as the list of
+	// non-distributable layers skipped. Calls are serialized.
+	OnWarning func(msg string)
+}
+
+// Result tells what CopyToRepo did. Its counters are final once CopyToRepo
+// returned; it is then safe for concurrent reads.
+type Result struct {
+	// Graph is the graph that was copied.
+	Graph *Graph
+	// DestRepo is CopyOptions.DestRepo.
+	DestRepo string
+	// BytesPushed counts the bytes of blobs and manifests uploaded (not
+	// those mounted or already present).
+	BytesPushed int64
+	// BlobsMounted counts blobs mounted from another repository.
+	BlobsMounted int64
+	// NodesSkipped counts nodes that were at the destination already.
+	NodesSkipped int64
+}
+
+// CopyToRepo copies every node of g, with all it reaches, into the single
+// repository dst, by digest, following imgpkg's relocation rules:
+//
+//   - one oras-go CopyGraph over the whole graph, so a blob shared by several
+//     images is sent once, content that dst has already is not sent again,
+//     and blobs stream from source to destination with their digest verified;
+//   - non-distributable layers are skipped with a warning naming image and
+//     layers, unless opts.IncludeNonDistributable;
+//   - every node but signatures is tagged sha256-<hex>.imgpkg (or its
+//     RepoBasedTag);
+//   - every followed bundle gets its ImageLocations cache image, tagged
+//     sha256-<bundle hex>.image-locations.imgpkg;
+//   - only after all that succeeded, node Tags are applied (user tags of
+//     roots, signature tags).
+//
+// Tags already pointing at the right digest are not re-applied. CopyToRepo
+// is safe for concurrent use if src and dst are, though two copies into one
+// repository at once may both send the same blob.
+func CopyToRepo(ctx context.Context, src Source, g *Graph, dst oras.Target, opts CopyOptions) (*Result, error) {
+	c := &copier{
+		src:   src,
+		dst:   dst,
+		opts:  opts,
+		limit: newLimiter(opts.Concurrency),
+		res:   &Result{Graph: g, DestRepo: opts.DestRepo},
+		route: &router{
+			repos:  newRepoCache(src),
+			owners: make(map[digest.Digest][]string),
+		},
+		byDigest: make(map[digest.Digest]*Node),
+		foreign:  make(map[digest.Digest][]ocispec.Descriptor),
+	}
+	for _, n := range g.Nodes {
+		c.byDigest[n.Desc.Digest] = n
+		c.route.own(n.Desc.Digest, n.Repo)
+	}
+	if !opts.IncludeNonDistributable && opts.OnWarning != nil {
+		for _, n := range g.Nodes {
+			if len(n.NonDistributable) == 0 {
+				continue
+			}
+			layers := make([]string, len(n.NonDistributable))
+			for i, l := range n.NonDistributable {
+				layers[i] = l.Digest.String()
+			}
+			opts.OnWarning(fmt.Sprintf("skipping non-distributable layers of %s (%s): %s (use --include-non-distributable-layers to copy them)",
+				n.Ref, n.Desc.Digest, strings.Join(layers, ", ")))
+		}
+	}
+	if err := c.copyGraph(ctx, g); err != nil {
+		return nil, err
+	}
+	if err := c.tagNodes(ctx, g); err != nil {
+		return nil, err
+	}
+	if err := c.pushImageLocations(ctx, g); err != nil {
+		return nil, err
+	}
+	if err := c.applyTags(ctx, g); err != nil {
+		return nil, err
+	}
+	return c.res, nil
+}
+
+// copier holds the state of one CopyToRepo call.
+type copier struct {
+	src      Source
+	dst      oras.Target
+	opts     CopyOptions
+	limit    limiter
+	res      *Result
+	route    *router
+	byDigest map[digest.Digest]*Node // read-only during the copy
+
+	mu      sync.Mutex
+	foreign map[digest.Digest][]ocispec.Descriptor // manifest -> its foreign layers
+}
+
+// copyGraph runs one CopyGraph from a virtual root whose successors are all
+// nodes. The virtual root is never fetched nor pushed.
+func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
+	if len(g.Nodes) == 0 {
+		return nil
+	}
+	nodes := make([]ocispec.Descriptor, len(g.Nodes))
+	var ids strings.Builder
+	for i, n := range g.Nodes {
+		nodes[i] = n.Desc
+		ids.WriteString(n.Desc.Digest.String())
+	}
+	root := ocispec.Descriptor{
+		MediaType: ocispec.MediaTypeImageIndex,
+		Digest:    digest.FromString("ferry virtual root\n" + ids.String()),
+	}
+	concurrency := c.opts.Concurrency
+	if concurrency <= 0 {
+		concurrency = defaultConcurrency
+	}
+	gopts := oras.CopyGraphOptions{
+		Concurrency: concurrency,
+		FindSuccessors: func(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+			if desc.Digest == root.Digest {
+				return nodes, nil
+			}
+			succ, err := content.Successors(ctx, fetcher, desc)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", c.describe(desc), err)
+			}
+			c.route.adopt(desc.Digest, succ)
+			if c.opts.IncludeNonDistributable {
+				if nd := appendNonDistributable(nil, succ); len(nd) > 0 {
+					c.mu.Lock()
+					c.foreign[desc.Digest] = nd
+					c.mu.Unlock()
+				}
+			}
+			return succ, nil
+		},
+		PreCopy: func(ctx context.Context, desc ocispec.Descriptor) error {
+			if desc.Digest == root.Digest {
+				return oras.SkipNode
+			}
+			return c.copyForeign(ctx, desc)
+		},
+		PostCopy: func(ctx context.Context, desc ocispec.Descriptor) error {
+			atomic.AddInt64(&c.res.BytesPushed, desc.Size)
+			if n := c.byDigest[desc.Digest]; n != nil && c.opts.OnCopy != nil {
+				c.opts.OnCopy(n, false)
+			}
+			return nil
+		},
+		OnCopySkipped: func(ctx context.Context, desc ocispec.Descriptor) error {
+			if n := c.byDigest[desc.Digest]; n != nil {
+				atomic.AddInt64(&c.res.NodesSkipped, 1)
+				if c.opts.OnCopy != nil {
+					c.opts.OnCopy(n, true)
+				}
+			}
+			return nil
+		},
+		OnMounted: func(ctx context.Context, desc ocispec.Descriptor) error {
+			atomic.AddInt64(&c.res.BlobsMounted, 1)
+			return nil
+		},
+	}
+	if c.opts.SameRegistry != nil {
+		gopts.MountFrom = func(ctx context.Context, desc ocispec.Descriptor) ([]string, error) {
+			var from []string
+			for _, repo := range c.route.ownersOf(desc.Digest) {
+				if c.opts.SameRegistry(repo) {
+					from = append(from, mountPath(repo))
+				}
+			}
+			return from, nil
+		}
+	}
+	if err := oras.CopyGraph(ctx, c.route, c.dst, root, gopts); err != nil {
+		return fmt.Errorf("copy to %s: %w", c.destName(), err)
+	}
+	return nil
+}
+
+// mountPath is the repository path a registry knows repo by (no host).
+func mountPath(repo string) string {
+	if hasHost(repo) {
+		_, path, _ := strings.Cut(repo, "/")
+		return path
+	}
+	return repo
+}
+
+// describe names a descriptor for errors: the node's ref when it is a node.
+func (c *copier) describe(desc ocispec.Descriptor) string {
+	if n := c.byDigest[desc.Digest]; n != nil {
+		return n.Ref + " (" + desc.Digest.String() + ")"
+	}
+	return desc.Digest.String()
+}
+
+func (c *copier) destName() string {
+	if c.opts.DestRepo != "" {
+		return c.opts.DestRepo
+	}
+	return "destination"
+}
+
+// copyForeign uploads the non-distributable layers of a manifest before the
+// manifest itself (oras-go's CopyGraph always leaves them out).
+func (c *copier) copyForeign(ctx context.Context, desc ocispec.Descriptor) error {
+	c.mu.Lock()
+	layers := c.foreign[desc.Digest]
+	c.mu.Unlock()
+	for _, l := range layers {
+		exists, err := c.dst.Exists(ctx, l)
+		if err != nil {
+			return fmt.Errorf("non-distributable layer %s of %s: %w", l.Digest, c.describe(desc), err)
+		}
+		if exists {
+			continue
+		}
+		rc, err := c.route.Fetch(ctx, l)
+		if err != nil {
+			return fmt.Errorf("non-distributable layer %s of %s: %w", l.Digest, c.describe(desc), err)
+		}
+		err = c.dst.Push(ctx, l, rc)
+		rc.Close()
+		if err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+			return fmt.Errorf("non-distributable layer %s of %s: %w", l.Digest, c.describe(desc), err)
+		}
+		atomic.AddInt64(&c.res.BytesPushed, l.Size)
+	}
+	return nil
+}
+
+// tagNodes gives every non-signature node its sha256-<hex>.imgpkg or
+// repo-based tag.
+func (c *copier) tagNodes(ctx context.Context, g *Graph) error {
+	var jobs []tagJob
+	for _, n := range g.Nodes {
+		if n.Signature {
+			continue
+		}
+		tag := ImgpkgTag(n.Desc.Digest)
+		if c.opts.RepoBasedTags {
+			tag = RepoBasedTag(n.Ref, n.Desc.Digest)
+		}
+		jobs = append(jobs, tagJob{desc: n.Desc, tag: tag})
+	}
+	return c.tag(ctx, jobs)
+}
+
+// applyTags applies node Tags (user tags, signature tags).
+func (c *copier) applyTags(ctx context.Context, g *Graph) error {
+	var jobs []tagJob
+	for _, n := range g.Nodes {
+		for _, t := range n.Tags {
+			jobs = append(jobs, tagJob{desc: n.Desc, tag: t})
+		}
+	}
+	return c.tag(ctx, jobs)
+}
+
+type tagJob struct {
+	desc ocispec.Descriptor
+	tag  string
+}
+
+// tag applies tags concurrently under the limit.
+func (c *copier) tag(ctx context.Context, jobs []tagJob) error {
+	return forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
+		if err := c.limit.acquire(ctx); err != nil {
+			return err
+		}
+		defer c.limit.release()
+		return ensureTag(ctx, c.dst, jobs[i].desc, jobs[i].tag)
+	})
+}
+
+// ensureTag tags desc unless tag already points at it.
+func ensureTag(ctx context.Context, dst oras.Target, desc ocispec.Descriptor, tag string) error {
+	if cur, err := dst.Resolve(ctx, tag); err == nil && cur.Digest == desc.Digest {
+		return nil
+	}
+	if err := dst.Tag(ctx, plain(desc), tag); err != nil {
+		return fmt.Errorf("tag %s as %s: %w", desc.Digest, tag, err)
+	}
+	return nil
+}
+
+// plain keeps media type, digest and size.
+func plain(desc ocispec.Descriptor) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}
+}
+
+// ImagesLock returns an ImagesLock with one entry per root, in order:
+// DestRepo@digest with the root's annotations. It is what --lock-output
+// writes when no bundle root was copied.
+func (r *Result) ImagesLock() (*lockfile.ImagesLock, error) {
+	if r.DestRepo == "" {
+		return nil, fmt.Errorf("images lock: %w: CopyOptions.DestRepo is empty", ErrInvalidReference)
+	}
+	lock := &lockfile.ImagesLock{}
+	for i, n := range r.Graph.Roots {
+		var ann map[string]string
+		if i < len(r.Graph.Specs) && len(r.Graph.Specs[i].Annotations) > 0 {
+			ann = make(map[string]string, len(r.Graph.Specs[i].Annotations))
+			for k, v := range r.Graph.Specs[i].Annotations {
+				ann[k] = v
+			}
+		}
+		lock.Images = append(lock.Images, lockfile.ImageRef{Image: r.DestRepo + "@" + n.Desc.Digest.String(), Annotations: ann})
+	}
+	return lock, nil
+}
+
+// BundleLock returns the BundleLock of a copy whose only root was given as
+// a bundle (RootBundle): DestRepo@digest and the root's tag. Otherwise it
+// returns ErrNoBundleRoot, and ImagesLock is the lock to write.
+func (r *Result) BundleLock() (*lockfile.BundleLock, error) {
+	if len(r.Graph.Roots) != 1 || len(r.Graph.Specs) != 1 || r.Graph.Specs[0].Kind != RootBundle {
+		return nil, fmt.Errorf("bundle lock: %w", ErrNoBundleRoot)
+	}
+	if r.DestRepo == "" {
+		return nil, fmt.Errorf("bundle lock: %w: CopyOptions.DestRepo is empty", ErrInvalidReference)
+	}
+	return &lockfile.BundleLock{Bundle: lockfile.BundleRef{
+		Image: r.DestRepo + "@" + r.Graph.Roots[0].Desc.Digest.String(),
+		Tag:   rootTag(r.Graph.Specs[0]),
+	}}, nil
+}
+
+// router is a read-only storage over many source repositories: each digest
+// is read from the repositories of the nodes it belongs to, in the order
+// they were met (a blob shared by several repositories is tried in each
+// until one has it). It verifies what it streams.
+type router struct {
+	repos *repoCache
+
+	mu     sync.Mutex
+	owners map[digest.Digest][]string
+}
+
+// own records that d can be read from repo.
+func (r *router) own(d digest.Digest, repo string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addOwner(d, repo)
+}
+
+func (r *router) addOwner(d digest.Digest, repo string) {
+	if repo != "" && !slices.Contains(r.owners[d], repo) {
+		r.owners[d] = append(r.owners[d], repo)
+	}
+}
+
+// adopt records that the successors of parent can be read from parent's
+// repositories.
+func (r *router) adopt(parent digest.Digest, succ []ocispec.Descriptor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, repo := range r.owners[parent] {
+		for _, s := range succ {
+			r.addOwner(s.Digest, repo)
+		}
+	}
+}
+
+// ownersOf returns the repositories d can be read from.
+func (r *router) ownersOf(d digest.Digest) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.owners[d])
+}
+
+// Fetch opens the content from the first of its repositories that has it;
+// the reader fails at the end when size or digest do not match.
+func (r *router) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	repos := r.ownersOf(desc.Digest)
+	if len(repos) == 0 {
+		return nil, fmt.Errorf("%s: no source repository known: %w", desc.Digest, errdef.ErrNotFound)
+	}
+	var errs []error
+	for _, repo := range repos {
+		t, err := r.repos.get(ctx, repo)
+		if err != nil {
+			return nil, err
+		}
+		rc, err := t.Fetch(ctx, desc)
+		if err == nil {
+			return newVerifyingReadCloser(rc, desc), nil
+		}
+		errs = append(errs, fmt.Errorf("fetch %s from %s: %w", desc.Digest, repo, err))
+		if !isAbsent(err) {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// Exists reports whether one of the content's repositories has it.
+func (r *router) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	for _, repo := range r.ownersOf(desc.Digest) {
+		t, err := r.repos.get(ctx, repo)
+		if err != nil {
+			return false, err
+		}
+		ok, err := t.Exists(ctx, desc)
+		if err != nil && !isAbsent(err) {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+var _ content.ReadOnlyStorage = (*router)(nil)

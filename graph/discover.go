@@ -1,0 +1,507 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+
+	"github.com/ferry-oci/ferry/bundle"
+	"github.com/ferry-oci/ferry/lockfile"
+)
+
+// DiscoverOptions tunes Discover. The zero value is imgpkg's default.
+type DiscoverOptions struct {
+	// CosignSignatures also looks up the tags sha256-<hex>.sig, .att and
+	// .sbom of every node in the node's repository and adds what it finds
+	// as Signatures. Default off.
+	CosignSignatures bool
+	// Concurrency bounds the registry requests in flight. <= 0 means 5.
+	Concurrency int
+	// OnImage, when not nil, is called once for every node after it was read
+	// (before a bundle's images are), for progress. Calls are serialized.
+	OnImage func(n *Node)
+}
+
+// Discover resolves the roots in src and returns the graph of everything
+// they reach. Tags are resolved at the registry.
+//
+// A manifest whose config has the label dev.carvel.imgpkg.bundle is a
+// bundle: its single layer is read for .imgpkg/images.yml and every image
+// listed there is looked up first at <bundle repo>@<digest> (not found, 401
+// and 403 count as absent), then at the location written in images.yml.
+// Nested bundles are followed. A digest met twice is one node. Indexes are
+// nodes; their children are not, but their non-distributable layers are
+// recorded on the index node. Requests run concurrently, bounded by
+// opts.Concurrency.
+//
+// Errors name the reference at fault: ErrNotBundle or ErrIsBundle (with a
+// hint to use -i or -b) when a root is not of its Kind, ErrBundleLayers,
+// ErrImageNotFound, or the Source's error. Discover is safe for concurrent
+// use if src is.
+func Discover(ctx context.Context, src Source, roots []RootSpec, opts DiscoverOptions) (*Graph, error) {
+	d := &discoverer{
+		src:   src,
+		opts:  opts,
+		limit: newLimiter(opts.Concurrency),
+		nodes: make(map[digest.Digest]*Node),
+		repos: newRepoCache(src),
+	}
+	g := &Graph{Roots: make([]*Node, len(roots)), Specs: slices.Clone(roots)}
+	err := forEach(ctx, len(roots), func(ctx context.Context, i int) error {
+		n, err := d.root(ctx, roots[i])
+		g.Roots[i] = n
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range g.Roots {
+		n.Root = true
+		if tag := rootTag(roots[i]); tag != "" && !slices.Contains(n.Tags, tag) {
+			n.Tags = append(n.Tags, tag)
+		}
+	}
+	g.Nodes = depthFirst(g.Roots)
+	return g, nil
+}
+
+// rootTag is the tag to apply for a root: its Tag, else the tag in its Ref.
+func rootTag(spec RootSpec) string {
+	if spec.Tag != "" {
+		return spec.Tag
+	}
+	_, _, tag, err := splitRef(spec.Ref)
+	if err != nil {
+		return ""
+	}
+	return tag
+}
+
+// depthFirst lists every node once: each node, its signatures, its images.
+func depthFirst(roots []*Node) []*Node {
+	seen := make(map[*Node]bool)
+	var out []*Node
+	var visit func(n *Node)
+	visit = func(n *Node) {
+		if n == nil || seen[n] {
+			return
+		}
+		seen[n] = true
+		out = append(out, n)
+		for _, s := range n.Signatures {
+			visit(s)
+		}
+		for _, c := range n.Images {
+			visit(c)
+		}
+	}
+	for _, r := range roots {
+		visit(r)
+	}
+	return out
+}
+
+// discoverer holds the state of one Discover call.
+type discoverer struct {
+	src   Source
+	opts  DiscoverOptions
+	limit limiter
+
+	repos *repoCache
+
+	mu       sync.Mutex
+	nodes    map[digest.Digest]*Node
+	expanded map[*Node]bool
+
+	hookMu sync.Mutex
+}
+
+// repository returns the target for repo, asking the Source once per repo.
+func (d *discoverer) repository(ctx context.Context, repo string) (oras.ReadOnlyTarget, error) {
+	return d.repos.get(ctx, repo)
+}
+
+// fetch is fetchManifest under the concurrency limit.
+func (d *discoverer) fetch(ctx context.Context, t oras.ReadOnlyTarget, reference string) (ocispec.Descriptor, []byte, error) {
+	if err := d.limit.acquire(ctx); err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	defer d.limit.release()
+	return fetchManifest(ctx, t, reference)
+}
+
+// hasBundleLabel is hasBundleLabel under the concurrency limit.
+func (d *discoverer) hasBundleLabel(ctx context.Context, t oras.ReadOnlyTarget, config ocispec.Descriptor) (bool, error) {
+	if err := d.limit.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer d.limit.release()
+	return hasBundleLabel(ctx, t, config)
+}
+
+// obtain returns the node of digest dg. The first caller creates it and runs
+// load, which must set Repo and classify it; later callers wait until it is
+// loaded (loading never waits for other nodes, so this cannot deadlock, and
+// since a digest maps to one node, graphs with repeated digests terminate).
+func (d *discoverer) obtain(ctx context.Context, dg digest.Digest, ref string, load func(ctx context.Context, n *Node) error) (*Node, bool, error) {
+	d.mu.Lock()
+	n, ok := d.nodes[dg]
+	if !ok {
+		n = &Node{Ref: ref, ready: make(chan struct{})}
+		n.Desc.Digest = dg
+		d.nodes[dg] = n
+	}
+	d.mu.Unlock()
+	if ok {
+		select {
+		case <-n.ready:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		if n.err != nil {
+			return nil, false, n.err
+		}
+		return n, false, nil
+	}
+	n.err = load(ctx, n)
+	close(n.ready)
+	if n.err != nil {
+		return nil, false, n.err
+	}
+	if d.opts.OnImage != nil {
+		d.hookMu.Lock()
+		d.opts.OnImage(n)
+		d.hookMu.Unlock()
+	}
+	return n, true, nil
+}
+
+// root resolves one root, checks its kind and discovers what it reaches.
+func (d *discoverer) root(ctx context.Context, spec RootSpec) (*Node, error) {
+	repo, reference, _, err := splitRef(spec.Ref)
+	if err != nil {
+		return nil, err
+	}
+	t, err := d.repository(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", spec.Ref, err)
+	}
+	var (
+		n     *Node
+		isNew bool
+	)
+	if dg, perr := digest.Parse(reference); perr == nil {
+		n, isNew, err = d.obtain(ctx, dg, spec.Ref, func(ctx context.Context, n *Node) error {
+			n.Repo = repo
+			desc, body, err := d.fetch(ctx, t, reference)
+			if err != nil {
+				return fmt.Errorf("%s: %w", spec.Ref, err)
+			}
+			return d.classify(ctx, n, t, desc, body)
+		})
+	} else {
+		desc, body, ferr := d.fetch(ctx, t, reference)
+		if ferr != nil {
+			return nil, fmt.Errorf("%s: %w", spec.Ref, ferr)
+		}
+		n, isNew, err = d.obtain(ctx, desc.Digest, spec.Ref, func(ctx context.Context, n *Node) error {
+			n.Repo = repo
+			return d.classify(ctx, n, t, desc, body)
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case spec.Kind == RootBundle && !n.Bundle:
+		what := "an image"
+		if n.Index {
+			what = "an image index"
+		}
+		return nil, fmt.Errorf("%s (%s): %w: it is %s (hint: use -i for images)", spec.Ref, n.Desc.Digest, ErrNotBundle, what)
+	case spec.Kind == RootImage && n.Bundle && !spec.AllowBundle:
+		return nil, fmt.Errorf("%s (%s): %w (hint: use -b for bundles)", spec.Ref, n.Desc.Digest, ErrIsBundle)
+	}
+	follow := !(spec.Kind == RootImage && spec.AllowBundle)
+	if err := d.settle(ctx, n, isNew, follow); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// settle finds the signatures of a new node and follows a bundle's images.
+func (d *discoverer) settle(ctx context.Context, n *Node, isNew, follow bool) error {
+	if isNew && d.opts.CosignSignatures && !n.Signature {
+		if err := d.signatures(ctx, n); err != nil {
+			return err
+		}
+	}
+	if !n.Bundle || !follow {
+		return nil
+	}
+	d.mu.Lock()
+	if d.expanded == nil {
+		d.expanded = make(map[*Node]bool)
+	}
+	done := d.expanded[n]
+	d.expanded[n] = true
+	d.mu.Unlock()
+	if done {
+		return nil
+	}
+	return d.expand(ctx, n)
+}
+
+// expand reads a bundle's images.yml and discovers its images concurrently.
+func (d *discoverer) expand(ctx context.Context, b *Node) error {
+	t, err := d.repository(ctx, b.Repo)
+	if err != nil {
+		return err
+	}
+	lock, err := d.readLock(ctx, b, t)
+	if err != nil {
+		return err
+	}
+	images := make([]*Node, len(lock.Images))
+	err = forEach(ctx, len(lock.Images), func(ctx context.Context, i int) error {
+		ref := lock.Images[i].Image
+		imgRepo, dgst, err := lockfile.SplitDigestRef(ref)
+		if err != nil {
+			return fmt.Errorf("bundle %s: images.yml: %w", b.Ref, err)
+		}
+		n, isNew, err := d.obtain(ctx, digest.Digest(dgst), ref, func(ctx context.Context, n *Node) error {
+			return d.locate(ctx, n, b, imgRepo)
+		})
+		if err != nil {
+			return err
+		}
+		images[i] = n
+		return d.settle(ctx, n, isNew, true)
+	})
+	if err != nil {
+		return err
+	}
+	b.Lock = lock
+	b.Images = images
+	return nil
+}
+
+// readLock reads images.yml from the bundle's single layer, verifying the
+// whole layer against its digest.
+func (d *discoverer) readLock(ctx context.Context, b *Node, t oras.ReadOnlyTarget) (*lockfile.ImagesLock, error) {
+	if len(b.layers) != 1 {
+		return nil, fmt.Errorf("bundle %s (%s) has %d layers: %w", b.Ref, b.Desc.Digest, len(b.layers), ErrBundleLayers)
+	}
+	layer := b.layers[0]
+	if err := d.limit.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer d.limit.release()
+	lock, err := readImagesLock(ctx, t, layer)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s (%s): %w", b.Ref, b.Desc.Digest, err)
+	}
+	return lock, nil
+}
+
+// readImagesLock fetches a bundle layer and reads its images.yml, then reads
+// the rest of the layer so that its digest is verified.
+func readImagesLock(ctx context.Context, t oras.ReadOnlyTarget, layer ocispec.Descriptor) (*lockfile.ImagesLock, error) {
+	rc, err := t.Fetch(ctx, layer)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", layer.Digest, err)
+	}
+	defer rc.Close()
+	vr := newVerifyingReadCloser(rc, layer)
+	lock, err := bundle.ReadImagesLock(ctx, vr, layer.MediaType)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", layer.Digest, err)
+	}
+	if _, err := io.Copy(io.Discard, vr); err != nil {
+		return nil, fmt.Errorf("layer %s: %w", layer.Digest, err)
+	}
+	return lock, nil
+}
+
+// locate finds an image of bundle b: at <bundle repo>@<digest> first, then
+// in imgRepo, its location in images.yml.
+func (d *discoverer) locate(ctx context.Context, n *Node, b *Node, imgRepo string) error {
+	dg := n.Desc.Digest.String()
+	if b.Repo != imgRepo {
+		t, err := d.repository(ctx, b.Repo)
+		if err != nil {
+			return err
+		}
+		desc, body, err := d.fetch(ctx, t, dg)
+		if err == nil {
+			n.Repo = b.Repo
+			return d.classify(ctx, n, t, desc, body)
+		}
+		if !isAbsent(err) {
+			return fmt.Errorf("image %s of bundle %s, looked up at %s@%s: %w", n.Ref, b.Ref, b.Repo, dg, err)
+		}
+	}
+	t, err := d.repository(ctx, imgRepo)
+	if err != nil {
+		return fmt.Errorf("image %s of bundle %s: %w", n.Ref, b.Ref, err)
+	}
+	desc, body, err := d.fetch(ctx, t, dg)
+	if err != nil {
+		if isAbsent(err) {
+			return fmt.Errorf("image %s of bundle %s (not in %s either): %w: %w", n.Ref, b.Ref, b.Repo, ErrImageNotFound, err)
+		}
+		return fmt.Errorf("image %s of bundle %s: %w", n.Ref, b.Ref, err)
+	}
+	n.Repo = imgRepo
+	return d.classify(ctx, n, t, desc, body)
+}
+
+// signatures looks up the cosign tags of n in n's repository.
+func (d *discoverer) signatures(ctx context.Context, n *Node) error {
+	t, err := d.repository(ctx, n.Repo)
+	if err != nil {
+		return err
+	}
+	suffixes := []string{".sig", ".att", ".sbom"}
+	found := make([]*Node, len(suffixes))
+	err = forEach(ctx, len(suffixes), func(ctx context.Context, i int) error {
+		tag := digestTag(n.Desc.Digest, suffixes[i])
+		desc, body, err := d.fetch(ctx, t, tag)
+		if err != nil {
+			if isAbsent(err) {
+				return nil
+			}
+			return fmt.Errorf("signature %s:%s of %s: %w", n.Repo, tag, n.Ref, err)
+		}
+		s, _, err := d.obtain(ctx, desc.Digest, n.Repo+":"+tag, func(ctx context.Context, s *Node) error {
+			s.Repo = n.Repo
+			s.Signature = true
+			return d.classify(ctx, s, t, desc, body)
+		})
+		if err != nil {
+			return err
+		}
+		d.mu.Lock()
+		if !slices.Contains(s.Tags, tag) {
+			s.Tags = append(s.Tags, tag)
+		}
+		d.mu.Unlock()
+		found[i] = s
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range found {
+		if s != nil {
+			n.Signatures = append(n.Signatures, s)
+		}
+	}
+	return nil
+}
+
+// classify records desc on n and finds out what n is: index or manifest,
+// bundle or not, and its non-distributable layers.
+func (d *discoverer) classify(ctx context.Context, n *Node, t oras.ReadOnlyTarget, desc ocispec.Descriptor, body []byte) error {
+	n.Desc = desc
+	switch {
+	case isIndex(desc.MediaType):
+		n.Index = true
+		nd, err := d.indexNonDistributable(ctx, t, body, map[digest.Digest]bool{desc.Digest: true})
+		if err != nil {
+			return fmt.Errorf("%s (%s): %w", n.Ref, desc.Digest, err)
+		}
+		n.NonDistributable = nd
+		return nil
+	case isImageManifest(desc.MediaType):
+		var m ocispec.Manifest
+		if err := json.Unmarshal(body, &m); err != nil {
+			return fmt.Errorf("%s (%s): manifest: %w", n.Ref, desc.Digest, err)
+		}
+		n.layers = m.Layers
+		n.NonDistributable = appendNonDistributable(nil, m.Layers)
+		if n.Signature {
+			return nil
+		}
+		isBundle, err := d.hasBundleLabel(ctx, t, m.Config)
+		if err != nil {
+			return fmt.Errorf("%s (%s): config %s: %w", n.Ref, desc.Digest, m.Config.Digest, err)
+		}
+		n.Bundle = isBundle
+		return nil
+	default:
+		return fmt.Errorf("%s (%s): %w %q", n.Ref, desc.Digest, ErrUnsupportedMediaType, desc.MediaType)
+	}
+}
+
+// indexNonDistributable fetches the children of an index (concurrently) and
+// collects their non-distributable layers; seen guards against revisiting.
+func (d *discoverer) indexNonDistributable(ctx context.Context, t oras.ReadOnlyTarget, body []byte, seen map[digest.Digest]bool) ([]ocispec.Descriptor, error) {
+	var idx ocispec.Index
+	if err := json.Unmarshal(body, &idx); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	var children []ocispec.Descriptor
+	for _, c := range idx.Manifests {
+		if (isImageManifest(c.MediaType) || isIndex(c.MediaType)) && !seen[c.Digest] {
+			seen[c.Digest] = true
+			children = append(children, c)
+		}
+	}
+	results := make([][]ocispec.Descriptor, len(children))
+	bodies := make([][]byte, len(children))
+	err := forEach(ctx, len(children), func(ctx context.Context, i int) error {
+		c := children[i]
+		if err := d.limit.acquire(ctx); err != nil {
+			return err
+		}
+		raw, err := fetchSmall(ctx, t, c)
+		d.limit.release()
+		if err != nil {
+			return fmt.Errorf("child %s: %w", c.Digest, err)
+		}
+		if isImageManifest(c.MediaType) {
+			var m ocispec.Manifest
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return fmt.Errorf("child %s: %w", c.Digest, err)
+			}
+			results[i] = m.Layers
+		} else {
+			bodies[i] = raw
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []ocispec.Descriptor
+	for i := range children {
+		out = appendNonDistributable(out, results[i])
+		if bodies[i] != nil {
+			nested, err := d.indexNonDistributable(ctx, t, bodies[i], seen)
+			if err != nil {
+				return nil, err
+			}
+			out = appendNonDistributable(out, nested)
+		}
+	}
+	return out, nil
+}
+
+// appendNonDistributable appends the non-distributable layers of layers not
+// yet in out.
+func appendNonDistributable(out, layers []ocispec.Descriptor) []ocispec.Descriptor {
+	for _, l := range layers {
+		if isNonDistributable(l) && !slices.ContainsFunc(out, func(o ocispec.Descriptor) bool { return o.Digest == l.Digest }) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
