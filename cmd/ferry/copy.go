@@ -25,6 +25,7 @@ type copyOptions struct {
 	cosignSignatures        bool
 	resume                  bool
 	registry                registryFlags
+	store                   storeFlags
 }
 
 func newCopyCmd(s streams) *cobra.Command {
@@ -57,6 +58,7 @@ sha256-<hex>.imgpkg, and each bundle gets an ImageLocations cache image, as imgp
 	f.BoolVar(&o.cosignSignatures, "cosign-signatures", false, "Find and copy cosign signatures (sha256-<hex>.sig) and attestations (.att, .sbom) of images")
 	f.BoolVar(&o.resume, "resume", false, "Resume copy (accepted for imgpkg compatibility; ferry always resumes)")
 	o.registry.bind(f)
+	o.store.bind(f, true)
 	return cmd
 }
 
@@ -73,6 +75,10 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 	if err != nil {
 		return err
 	}
+	st, err := o.store.open(cmd)
+	if err != nil {
+		return err
+	}
 	dst, err := client.ParseReference(o.toRepo)
 	if err != nil {
 		return fmt.Errorf("--to-repo: %w", err)
@@ -81,7 +87,7 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 		return fmt.Errorf("--to-repo %q: expected a repository without tag or digest", o.toRepo)
 	}
 	destRepo := dst.Registry + "/" + dst.Repository
-	src := registrySource{client: client}
+	src := registrySource{client: client, store: st}
 
 	logf := func(format string, args ...any) { fmt.Fprintf(s.Err, "copy | "+format+"\n", args...) }
 	g, err := graph.Discover(ctx, src, roots, graph.DiscoverOptions{

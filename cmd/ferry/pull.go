@@ -20,6 +20,7 @@ type pullOptions struct {
 	imageIsBundleCheck bool
 	concurrency        int
 	registry           registryFlags
+	store              storeFlags
 }
 
 func newPullCmd(s streams) *cobra.Command {
@@ -46,6 +47,7 @@ When every image of a bundle is in the bundle's repository (for example after
 	f.BoolVar(&o.imageIsBundleCheck, "image-is-bundle-check", true, "Error when image is a bundle (disable to pull a bundle's raw contents with -i)")
 	f.IntVar(&o.concurrency, "concurrency", 5, "Concurrency")
 	o.registry.bind(f)
+	o.store.bind(f, true)
 	return cmd
 }
 
@@ -82,7 +84,11 @@ func runPull(cmd *cobra.Command, s streams, o *pullOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := graph.Pull(ctx, registrySource{client: client}, ref, kind, o.output, graph.PullOptions{
+	st, err := o.store.open(cmd)
+	if err != nil {
+		return err
+	}
+	res, err := graph.Pull(ctx, registrySource{client: client, store: st}, ref, kind, o.output, graph.PullOptions{
 		Recursive:       o.recursive,
 		SkipBundleCheck: !o.imageIsBundleCheck,
 		Concurrency:     o.concurrency,

@@ -39,6 +39,7 @@ It keeps imgpkg's command-line surface, lock files and registry conventions.`,
 		newPushCmd(s),
 		newCopyCmd(s),
 		newPullCmd(s),
+		newStoreCmd(s),
 	)
 	return root
 }
