@@ -9,18 +9,21 @@
 //     t.TempDir(), optionally behind htpasswd basic auth and TLS with a test
 //     CA generated in code. Manifests with non-distributable layers are
 //     accepted (validation.manifests.urls.allow is "^https?://").
+//     NewRegistry starts the same registry outside a test (the demo uses it).
 //   - StartProxy puts a reverse proxy in front of a registry. It counts
 //     requests by method and path class, counts the blob bytes it serves and
-//     receives, and injects faults (a response cut after N body bytes, or a
-//     canned status) chosen per request by a hook.
+//     receives, and injects faults (a response cut after N body bytes, a
+//     body throttled to a rate, or a canned status) chosen per request by a
+//     hook.
 //   - Builder pushes fixtures with oras-go, never with ferry: images (OCI or
 //     Docker schema2, optional shared base layer and non-distributable
 //     layer), OCI indexes and Docker manifest lists, imgpkg bundles with an
 //     ImagesLock, and cosign-like signature tags. Content is pseudo-random
 //     from a seed, so a fixture built twice from the same seed is identical.
-//   - Ferry builds cmd/ferry once per test process and Run executes it with a
-//     private HOME, DOCKER_CONFIG and XDG directories under t.TempDir(), so
-//     the developer's own credentials and cache never leak into a test.
+//   - Ferry builds cmd/ferry once per test process (BuildFerry builds it
+//     anywhere) and Run executes it with a private HOME, DOCKER_CONFIG and
+//     XDG directories under t.TempDir(), so the developer's own credentials
+//     and cache never leak into a test.
 //
 // Test packages that run the binary use Main in their TestMain so the built
 // binary is removed at the end:

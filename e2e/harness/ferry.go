@@ -64,23 +64,35 @@ func Ferry(t testing.TB) string {
 }
 
 func buildFerry() (string, error) {
-	modDir, err := findModuleDir()
-	if err != nil {
-		return "", err
-	}
 	dir, err := os.MkdirTemp("", "ferry-e2e-bin-")
 	if err != nil {
 		return "", err
 	}
 	binDir = dir
-	out := filepath.Join(dir, "ferry")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	return BuildFerry(ctx, dir, os.Getenv("FERRY_E2E_RACE") == "1")
+}
+
+// BuildFerry builds github.com/ferry-oci/ferry/cmd/ferry from this checkout
+// (the main module above the e2e module, found from the working directory)
+// into dir/ferry and returns the binary's path; race adds -race. It runs
+// the go command in the main module, so the binary is the one a user would
+// build. Safe for concurrent use with distinct dirs.
+func BuildFerry(ctx context.Context, dir string, race bool) (string, error) {
+	modDir, err := findModuleDir()
+	if err != nil {
+		return "", err
+	}
+	out, err := filepath.Abs(filepath.Join(dir, "ferry"))
+	if err != nil {
+		return "", err
+	}
 	args := []string{"build", "-o", out}
-	if os.Getenv("FERRY_E2E_RACE") == "1" {
+	if race {
 		args = append(args, "-race")
 	}
 	args = append(args, "./cmd/ferry")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	cmd := exec.CommandContext(ctx, goTool(), args...)
 	// Built in the main module, with its go.mod and go.sum: the binary a
 	// user would build, even while the e2e module's requirements lag.
@@ -162,19 +174,7 @@ func Run(t testing.TB, env []string, args ...string) Result {
 	t.Helper()
 	bin := Ferry(t)
 	home := t.TempDir()
-	full := make([]string, 0, len(os.Environ())+len(env)+4)
-	for _, kv := range os.Environ() {
-		if !hasAnyPrefix(kv, isolatedPrefixes) {
-			full = append(full, kv)
-		}
-	}
-	full = append(full,
-		"HOME="+home,
-		"DOCKER_CONFIG="+filepath.Join(home, ".docker"),
-		"XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
-		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"),
-	)
-	full = append(full, env...) // exec keeps the last value of a repeated key
+	full := append(Env(home), env...) // exec keeps the last value of a repeated key
 
 	ctx, cancel := context.WithTimeout(context.Background(), RunTimeout)
 	defer cancel()
@@ -208,6 +208,26 @@ func RunOK(t testing.TB, env []string, args ...string) Result {
 		t.Fatalf("ferry %s: %s", strings.Join(args, " "), res)
 	}
 	return res
+}
+
+// Env returns the environment Run gives ferry: this process's environment
+// minus anything that configures registries, credentials, proxies or ferry
+// itself, plus HOME=home, DOCKER_CONFIG=home/.docker,
+// XDG_CACHE_HOME=home/.cache and XDG_CONFIG_HOME=home/.config. The
+// directories are not created.
+func Env(home string) []string {
+	full := make([]string, 0, len(os.Environ())+4)
+	for _, kv := range os.Environ() {
+		if !hasAnyPrefix(kv, isolatedPrefixes) {
+			full = append(full, kv)
+		}
+	}
+	return append(full,
+		"HOME="+home,
+		"DOCKER_CONFIG="+filepath.Join(home, ".docker"),
+		"XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
+		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"),
+	)
 }
 
 func hasAnyPrefix(s string, prefixes []string) bool {

@@ -12,9 +12,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -243,6 +246,22 @@ func TestProxyCountsBytes(t *testing.T) {
 	if s.BlobBytesServed != 0 {
 		t.Errorf("served %d blob bytes during a push", s.BlobBytesServed)
 	}
+	// The PUT that ends each upload names the blob in its query.
+	putDigests := map[string]bool{}
+	for _, rec := range s.Log {
+		if rec.Method == http.MethodPut && rec.Class == harness.ClassUpload {
+			q, err := url.ParseQuery(rec.Query)
+			if err != nil {
+				t.Fatalf("query %q: %v", rec.Query, err)
+			}
+			putDigests[q.Get("digest")] = true
+		}
+	}
+	for _, d := range blobs {
+		if !putDigests[d.Digest.String()] {
+			t.Errorf("no upload PUT with digest=%s in the log (queries recorded: %v)", d.Digest, putDigests)
+		}
+	}
 
 	p.Reset()
 	if s := p.Stats(); s.Count("", "") != 0 || len(s.Log) != 0 || s.BlobBytesUploaded != 0 {
@@ -266,6 +285,20 @@ func TestProxyCountsBytes(t *testing.T) {
 	}
 	if got := s.Count("", ""); got != len(blobs) {
 		t.Errorf("requests: %d, want %d: %+v", got, len(blobs), s.Requests)
+	}
+}
+
+// waitLog waits up to 3 s until p has logged n requests (a record is
+// appended when the proxy's handler returns) and returns its stats.
+func waitLog(t *testing.T, p *harness.Proxy, n int) harness.Stats {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		s := p.Stats()
+		if len(s.Log) >= n || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -302,6 +335,42 @@ func TestProxyFaults(t *testing.T) {
 		fetchAll(ctx, t, repo, layer)
 		if s := p.Stats(); s.BlobBytesServed != 100+layer.Size {
 			t.Errorf("served %d bytes, want %d", s.BlobBytesServed, 100+layer.Size)
+		}
+	})
+
+	t.Run("throttle", func(t *testing.T) {
+		p.Reset()
+		p.SetFault(harness.FaultFirst(1, harness.IsBlobGet, harness.Throttle(20000)))
+		defer p.SetFault(nil)
+		start := time.Now()
+		fetchAll(ctx, t, repo, layer) // checks the digest
+		// 10 KB at 20 KB/s: about half a second.
+		if elapsed := time.Since(start); elapsed < 400*time.Millisecond {
+			t.Errorf("throttled fetch of %d bytes at 20000 B/s took %s", layer.Size, elapsed)
+		}
+		s := waitLog(t, p, 1)
+		if s.BlobBytesServedByDigest[layer.Digest] != layer.Size {
+			t.Errorf("served %d bytes, want %d", s.BlobBytesServedByDigest[layer.Digest], layer.Size)
+		}
+		if len(s.Log) != 1 || s.Log[0].Fault != harness.FaultThrottle || s.Log[0].Status != http.StatusOK {
+			t.Errorf("log: %+v", s.Log)
+		}
+
+		// A client that goes away ends the throttled response at once
+		// (about 12 s of body at 1000 B/s are left).
+		p.Reset()
+		p.SetFault(harness.FaultFirst(1, harness.IsBlobGet, harness.Throttle(1000)))
+		rc, err := repo.Fetch(ctx, layer)
+		if err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		if _, err := io.ReadFull(rc, make([]byte, 10)); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		rc.Close()
+		s = waitLog(t, p, 1)
+		if len(s.Log) != 1 || s.Log[0].BodyBytes >= layer.Size/2 {
+			t.Errorf("after the client closed a throttled response: log %+v", s.Log)
 		}
 	})
 
@@ -448,6 +517,51 @@ func TestRegistryTLS(t *testing.T) {
 	var unknownAuthority x509.UnknownAuthorityError
 	if !errors.As(err, &unknownAuthority) {
 		t.Fatalf("resolve without the CA: %v, want x509.UnknownAuthorityError", err)
+	}
+}
+
+func TestNewRegistry(t *testing.T) {
+	reg, err := harness.NewRegistry(harness.RegistryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(reg.RootDir)
+	desc := reg.Builder(7).Image(t.Context(), t, reg.Ref("outside"), harness.ImageSpec{Tag: "v1"})
+	if got, _ := reg.Builder(7).FetchManifest(t.Context(), t, reg.Ref("outside"), "v1"); got.Digest != desc.Digest {
+		t.Fatalf("resolved %s, want %s", got.Digest, desc.Digest)
+	}
+	if _, err := os.Stat(reg.RootDir); err != nil {
+		t.Fatalf("storage: %v", err)
+	}
+	if err := reg.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := reg.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("directory %s after Close: %v, want it removed", dir, err)
+	}
+	if resp, err := reg.HTTPClient().Get("http://" + reg.Host + "/v2/"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("registry answered after Close: %s", resp.Status)
+	}
+
+	// A directory given in the options is the caller's: it stays.
+	keep := t.TempDir()
+	reg, err = harness.NewRegistry(harness.RegistryOptions{Dir: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(reg.RootDir) != keep {
+		t.Errorf("RootDir %s is not under %s", reg.RootDir, keep)
+	}
+	reg.Builder(7).Image(t.Context(), t, reg.Ref("kept"), harness.ImageSpec{})
+	if err := reg.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := os.Stat(reg.RootDir); err != nil {
+		t.Errorf("storage after Close with opts.Dir: %v, want it kept", err)
 	}
 }
 

@@ -74,7 +74,11 @@ type RequestKey struct {
 type RequestRecord struct {
 	Method string
 	Path   string
-	Class  Class
+	// Query is the raw query string, for example "mount=sha256:...&from=repo"
+	// on a cross-repository mount or "digest=sha256:..." on the PUT that
+	// ends an upload.
+	Query string
+	Class Class
 	// Range is the request's Range header, if any.
 	Range string
 	// Status is the status code sent to the client (0 if none was sent).
@@ -134,6 +138,10 @@ const (
 	// FaultStatus answers with Status, Header and Body without contacting
 	// the registry.
 	FaultStatus
+	// FaultThrottle forwards the request and sends the response body at
+	// no more than Rate bytes per second, so a test can act while a large
+	// response is in flight.
+	FaultThrottle
 )
 
 func (k FaultKind) String() string {
@@ -144,6 +152,8 @@ func (k FaultKind) String() string {
 		return "cut"
 	case FaultStatus:
 		return "status"
+	case FaultThrottle:
+		return "throttle"
 	}
 	return fmt.Sprintf("FaultKind(%d)", int(k))
 }
@@ -159,11 +169,20 @@ type Fault struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// Rate is the body's pace in bytes per second (FaultThrottle).
+	Rate int64
 }
 
 // CutAfter returns a fault that closes the connection after n bytes of the
 // response body (headers, including Content-Length, are sent unchanged).
 func CutAfter(n int64) Fault { return Fault{Kind: FaultCut, CutAfter: max(n, 0)} }
+
+// Throttle returns a fault that sends the response body at no more than
+// bytesPerSecond (at least 1). The body is paced in slices of 1/50 s, so a
+// client sees steady progress; the status and headers are not delayed.
+func Throttle(bytesPerSecond int64) Fault {
+	return Fault{Kind: FaultThrottle, Rate: max(bytesPerSecond, 1)}
+}
 
 // RespondStatus returns a fault that answers with status and header (which
 // may be nil) and no body, without forwarding the request.
@@ -334,11 +353,11 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 		p.stats.Requests[RequestKey{Method: r.Method, Class: class}]++
 		p.mu.Unlock()
 
-		cw := &countingWriter{ResponseWriter: w, p: p, flushEach: f.Kind == FaultCut}
+		cw := &countingWriter{ResponseWriter: w, p: p, flushEach: f.Kind == FaultCut || f.Kind == FaultThrottle}
 		if r.Method == http.MethodGet && class == ClassBlob {
 			cw.blob = digest.Digest(r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
 		}
-		rec := RequestRecord{Method: r.Method, Path: r.URL.Path, Class: class, Range: r.Header.Get("Range"), Fault: f.Kind}
+		rec := RequestRecord{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Class: class, Range: r.Header.Get("Range"), Fault: f.Kind}
 		var up *countingReader
 		if class == ClassUpload && (r.Method == http.MethodPut || r.Method == http.MethodPatch) && r.Body != nil && r.Body != http.NoBody {
 			up = &countingReader{ReadCloser: r.Body, p: p}
@@ -364,7 +383,7 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 			cw.WriteHeader(f.Status)
 			_, _ = cw.Write(f.Body)
 			return
-		case FaultCut:
+		case FaultCut, FaultThrottle:
 			r = r.WithContext(context.WithValue(r.Context(), faultKey{}, f))
 		}
 		next.ServeHTTP(cw, r)
@@ -379,10 +398,50 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			resp.Header.Set("Location", u.String())
 		}
 	}
-	if f, ok := resp.Request.Context().Value(faultKey{}).(Fault); ok && f.Kind == FaultCut {
-		resp.Body = &cutBody{ReadCloser: resp.Body, left: f.CutAfter}
+	if f, ok := resp.Request.Context().Value(faultKey{}).(Fault); ok {
+		switch f.Kind {
+		case FaultCut:
+			resp.Body = &cutBody{ReadCloser: resp.Body, left: f.CutAfter}
+		case FaultThrottle:
+			resp.Body = &throttledBody{ReadCloser: resp.Body, ctx: resp.Request.Context(), rate: f.Rate}
+		}
 	}
 	return nil
+}
+
+// throttleSlices is how many slices per second a throttled body is sent in.
+const throttleSlices = 50
+
+// throttledBody paces reads at rate bytes per second from the first Read;
+// it stops waiting when ctx (the client's request) ends.
+type throttledBody struct {
+	io.ReadCloser
+	ctx   context.Context
+	rate  int64
+	start time.Time
+	sent  int64
+}
+
+func (b *throttledBody) Read(p []byte) (int, error) {
+	if b.start.IsZero() {
+		b.start = time.Now()
+	}
+	due := b.start.Add(time.Duration(float64(b.sent) / float64(b.rate) * float64(time.Second)))
+	if wait := time.Until(due); wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-b.ctx.Done():
+			timer.Stop()
+			return 0, b.ctx.Err()
+		case <-timer.C:
+		}
+	}
+	if slice := max(b.rate/throttleSlices, 1); int64(len(p)) > slice {
+		p = p[:slice]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.sent += int64(n)
+	return n, err
 }
 
 // cutBody returns errCut after left bytes; the reverse proxy then aborts the

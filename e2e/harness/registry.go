@@ -31,20 +31,24 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
 
-// RegistryOptions configures StartRegistry. The zero value gives an
-// anonymous, plain-HTTP registry.
+// RegistryOptions configures StartRegistry and NewRegistry. The zero value
+// gives an anonymous, plain-HTTP registry.
 type RegistryOptions struct {
 	// Htpasswd maps user names to passwords. When it is not empty the
 	// registry requires HTTP basic auth (realm "ferry-e2e") for every
-	// request, checked against a bcrypt htpasswd file in a temp directory.
+	// request, checked against a bcrypt htpasswd file in Dir.
 	Htpasswd map[string]string
 	// TLS serves HTTPS with a server certificate for 127.0.0.1 and
 	// localhost, signed by a test CA generated for this registry (see
 	// Registry.CAPath and Registry.CertPool). Default: plain HTTP.
 	TLS bool
+	// Dir holds the registry's files: the storage (Dir/storage), the
+	// htpasswd file and the CA. Default: t.TempDir() for StartRegistry; for
+	// NewRegistry a new temporary directory that Close removes.
+	Dir string
 }
 
-// Registry is a CNCF distribution registry serving in the test process on
+// Registry is a CNCF distribution registry serving in this process on
 // 127.0.0.1. Its methods are safe for concurrent use.
 type Registry struct {
 	// Host is "127.0.0.1:PORT", the registry part of references.
@@ -58,14 +62,16 @@ type Registry struct {
 	CertPool *x509.CertPool
 
 	opts     RegistryOptions
+	ownDir   string // removed by Close when NewRegistry created it
 	server   *http.Server
 	app      *handlers.App
 	stopOnce sync.Once
 	served   chan struct{}
+	serveErr error // set before served is closed
 }
 
 // registryLogOnce silences logrus, the registry's process-wide logger, once
-// per test process (FERRY_E2E_REGISTRY_LOG=1 keeps it on stderr at Info).
+// per process (FERRY_E2E_REGISTRY_LOG=1 keeps it on stderr at Info).
 var registryLogOnce sync.Once
 
 func configureRegistryLogging() {
@@ -81,18 +87,47 @@ func configureRegistryLogging() {
 }
 
 // StartRegistry starts a registry on 127.0.0.1:0 with filesystem storage in
-// t.TempDir(), deletes enabled, and non-distributable layers with http(s)
-// URLs accepted. It is stopped when the test ends; Stop ends it earlier.
+// t.TempDir() (or opts.Dir), deletes enabled, and non-distributable layers
+// with http(s) URLs accepted. It is stopped when the test ends; Stop ends it
+// earlier. It fails the test if the registry cannot start or stops serving
+// with an error.
 func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	r, err := NewRegistry(opts)
+	if err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("registry %s: serve: %v", r.Host, err)
+		}
+	})
+	return r
+}
+
+// NewRegistry starts a registry like StartRegistry, outside of a test (the
+// demo uses it). The caller must call Close, which stops it and removes its
+// directory when opts.Dir was empty.
+func NewRegistry(opts RegistryOptions) (_ *Registry, err error) {
 	configureRegistryLogging()
 
-	dir := t.TempDir()
-	r := &Registry{
-		RootDir: filepath.Join(dir, "storage"),
-		opts:    opts,
-		served:  make(chan struct{}),
+	r := &Registry{opts: opts, served: make(chan struct{})}
+	dir := opts.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "ferry-registry-"); err != nil {
+			return nil, err
+		}
+		r.ownDir = dir
+		defer func() {
+			if err != nil {
+				_ = os.RemoveAll(dir)
+			}
+		}()
 	}
+	r.RootDir = filepath.Join(dir, "storage")
 
 	cfg := &configuration.Configuration{}
 	cfg.Log.AccessLog.Disabled = true
@@ -104,32 +139,44 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 			"uploadpurging": map[any]any{"enabled": false},
 		},
 	}
-	cfg.HTTP.Secret = randomHex(t, 16)
+	if cfg.HTTP.Secret, err = randomHex(16); err != nil {
+		return nil, err
+	}
 	cfg.Validation.Manifests.URLs.Allow = []string{"^https?://"}
 
 	if len(opts.Htpasswd) > 0 {
 		path := filepath.Join(dir, "htpasswd")
-		writeHtpasswd(t, path, opts.Htpasswd)
+		if err := writeHtpasswd(path, opts.Htpasswd); err != nil {
+			return nil, err
+		}
 		cfg.Auth = configuration.Auth{
 			"htpasswd": configuration.Parameters{"realm": "ferry-e2e", "path": path},
 		}
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("registry: listen: %v", err)
-	}
-	r.Host = ln.Addr().String()
-
+	var serverCert tls.Certificate
 	if opts.TLS {
-		ca := newTestCA(t)
+		ca, err := newTestCA()
+		if err != nil {
+			return nil, err
+		}
 		r.CAPath = filepath.Join(dir, "ca.pem")
 		if err := os.WriteFile(r.CAPath, ca.certPEM, 0o600); err != nil {
-			t.Fatalf("registry: write CA: %v", err)
+			return nil, fmt.Errorf("write CA: %w", err)
 		}
 		r.CertPool = x509.NewCertPool()
 		r.CertPool.AddCert(ca.cert)
-		serverCert := ca.issueServerCert(t)
+		if serverCert, err = ca.issueServerCert(); err != nil {
+			return nil, err
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	r.Host = ln.Addr().String()
+	if opts.TLS {
 		ln = tls.NewListener(ln, &tls.Config{
 			Certificates: []tls.Certificate{serverCert},
 			MinVersion:   tls.VersionTLS12,
@@ -146,11 +193,23 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 	go func() {
 		defer close(r.served)
 		if err := r.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("registry %s: serve: %v", r.Host, err)
+			r.serveErr = err
 		}
 	}()
-	t.Cleanup(r.Stop)
-	return r
+	return r, nil
+}
+
+// Close stops the registry, removes its directory if NewRegistry created
+// it, and returns the error that made it stop serving, if any. It is
+// idempotent.
+func (r *Registry) Close() error {
+	r.Stop()
+	if r.ownDir != "" {
+		if err := os.RemoveAll(r.ownDir); err != nil {
+			return err
+		}
+	}
+	return r.serveErr
 }
 
 // Stop closes the registry's listener and every open connection at once,
@@ -238,12 +297,11 @@ func (r *Registry) Builder(seed uint64) *Builder {
 	return &Builder{Client: r.Client(), PlainHTTP: r.PlainHTTP(), Seed: seed}
 }
 
-func writeHtpasswd(t testing.TB, path string, users map[string]string) {
-	t.Helper()
+func writeHtpasswd(path string, users map[string]string) error {
 	names := make([]string, 0, len(users))
 	for u := range users {
 		if u == "" || strings.ContainsAny(u, ":\n") {
-			t.Fatalf("htpasswd: invalid user name %q", u)
+			return fmt.Errorf("htpasswd: invalid user name %q", u)
 		}
 		names = append(names, u)
 	}
@@ -253,20 +311,20 @@ func writeHtpasswd(t testing.TB, path string, users map[string]string) {
 		// MinCost keeps test logins fast; the registry accepts any bcrypt cost.
 		h, err := bcrypt.GenerateFromPassword([]byte(users[u]), bcrypt.MinCost)
 		if err != nil {
-			t.Fatalf("htpasswd: hash for %s: %v", u, err)
+			return fmt.Errorf("htpasswd: hash for %s: %w", u, err)
 		}
 		fmt.Fprintf(&b, "%s:%s\n", u, h)
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatalf("htpasswd: %v", err)
+		return fmt.Errorf("htpasswd: %w", err)
 	}
+	return nil
 }
 
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
+func randomHex(n int) (string, error) {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random: %v", err)
+		return "", fmt.Errorf("random: %w", err)
 	}
-	return hex.EncodeToString(b)
+	return hex.EncodeToString(b), nil
 }

@@ -8,11 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
 	"net"
-	"testing"
 	"time"
 )
 
@@ -23,15 +23,18 @@ type testCA struct {
 	key     *ecdsa.PrivateKey
 }
 
-func newTestCA(t testing.TB) *testCA {
-	t.Helper()
+func newTestCA() (*testCA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("test CA: key: %v", err)
+		return nil, fmt.Errorf("test CA: key: %w", err)
+	}
+	serial, err := serialNumber()
+	if err != nil {
+		return nil, fmt.Errorf("test CA: %w", err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          serialNumber(t),
+		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "ferry e2e test CA", Organization: []string{"ferry e2e"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
@@ -42,29 +45,32 @@ func newTestCA(t testing.TB) *testCA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatalf("test CA: certificate: %v", err)
+		return nil, fmt.Errorf("test CA: certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatalf("test CA: parse: %v", err)
+		return nil, fmt.Errorf("test CA: parse: %w", err)
 	}
 	return &testCA{
 		cert:    cert,
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		key:     key,
-	}
+	}, nil
 }
 
 // issueServerCert signs a server certificate for 127.0.0.1, ::1 and localhost.
-func (ca *testCA) issueServerCert(t testing.TB) tls.Certificate {
-	t.Helper()
+func (ca *testCA) issueServerCert() (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("server cert: key: %v", err)
+		return tls.Certificate{}, fmt.Errorf("server cert: key: %w", err)
+	}
+	serial, err := serialNumber()
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("server cert: %w", err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serialNumber(t),
+		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
@@ -75,18 +81,17 @@ func (ca *testCA) issueServerCert(t testing.TB) tls.Certificate {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		t.Fatalf("server cert: %v", err)
+		return tls.Certificate{}, fmt.Errorf("server cert: %w", err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}
+	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}, nil
 }
 
-func serialNumber(t testing.TB) *big.Int {
-	t.Helper()
+func serialNumber() (*big.Int, error) {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	if err != nil {
-		t.Fatalf("serial number: %v", err)
+		return nil, fmt.Errorf("serial number: %w", err)
 	}
-	return n
+	return n, nil
 }
 
 // discardLogger silences net/http's server error log (TLS handshake errors
