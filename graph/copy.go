@@ -82,36 +82,9 @@ type Result struct {
 // is safe for concurrent use if src and dst are, though two copies into one
 // repository at once may both send the same blob.
 func CopyToRepo(ctx context.Context, src Source, g *Graph, dst oras.Target, opts CopyOptions) (*Result, error) {
-	c := &copier{
-		src:   src,
-		dst:   dst,
-		opts:  opts,
-		limit: newLimiter(opts.Concurrency),
-		res:   &Result{Graph: g, DestRepo: opts.DestRepo},
-		route: &router{
-			repos:  newRepoCache(src),
-			owners: make(map[digest.Digest][]string),
-		},
-		byDigest: make(map[digest.Digest]*Node),
-		foreign:  make(map[digest.Digest][]ocispec.Descriptor),
-	}
-	for _, n := range g.Nodes {
-		c.byDigest[n.Desc.Digest] = n
-		c.route.own(n.Desc.Digest, n.Repo)
-	}
-	if !opts.IncludeNonDistributable && opts.OnWarning != nil {
-		for _, n := range g.Nodes {
-			if len(n.NonDistributable) == 0 {
-				continue
-			}
-			layers := make([]string, len(n.NonDistributable))
-			for i, l := range n.NonDistributable {
-				layers[i] = l.Digest.String()
-			}
-			opts.OnWarning(fmt.Sprintf("skipping non-distributable layers of %s (%s): %s (use --include-non-distributable-layers to copy them)",
-				n.Ref, n.Desc.Digest, strings.Join(layers, ", ")))
-		}
-	}
+	c := newCopier(src, g, dst, opts)
+	c.dst = dst
+	c.warnNonDistributable(g)
 	if err := c.copyGraph(ctx, g); err != nil {
 		return nil, err
 	}
@@ -127,10 +100,53 @@ func CopyToRepo(ctx context.Context, src Source, g *Graph, dst oras.Target, opts
 	return c.res, nil
 }
 
-// copier holds the state of one CopyToRepo call.
+// newCopier prepares the copy of g into blobs.
+func newCopier(src Source, g *Graph, blobs content.Storage, opts CopyOptions) *copier {
+	c := &copier{
+		src:   src,
+		blobs: blobs,
+		opts:  opts,
+		limit: newLimiter(opts.Concurrency),
+		res:   &Result{Graph: g, DestRepo: opts.DestRepo},
+		route: &router{
+			repos:  newRepoCache(src),
+			owners: make(map[digest.Digest][]string),
+		},
+		byDigest: make(map[digest.Digest]*Node),
+		foreign:  make(map[digest.Digest][]ocispec.Descriptor),
+	}
+	for _, n := range g.Nodes {
+		c.byDigest[n.Desc.Digest] = n
+		c.route.own(n.Desc.Digest, n.Repo)
+	}
+	return c
+}
+
+// warnNonDistributable names, through OnWarning, the non-distributable
+// layers that the copy leaves out.
+func (c *copier) warnNonDistributable(g *Graph) {
+	opts := c.opts
+	if !opts.IncludeNonDistributable && opts.OnWarning != nil {
+		for _, n := range g.Nodes {
+			if len(n.NonDistributable) == 0 {
+				continue
+			}
+			layers := make([]string, len(n.NonDistributable))
+			for i, l := range n.NonDistributable {
+				layers[i] = l.Digest.String()
+			}
+			opts.OnWarning(fmt.Sprintf("skipping non-distributable layers of %s (%s): %s (use --include-non-distributable-layers to copy them)",
+				n.Ref, n.Desc.Digest, strings.Join(layers, ", ")))
+		}
+	}
+}
+
+// copier holds the state of one CopyToRepo or Gather call.
 type copier struct {
 	src      Source
-	dst      oras.Target
+	blobs    content.Storage               // where content goes
+	dst      oras.Target                   // where tags go (CopyToRepo only)
+	seen     func(desc ocispec.Descriptor) // called for every descriptor at blobs (may be nil)
 	opts     CopyOptions
 	limit    limiter
 	res      *Result
@@ -188,6 +204,9 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 			return c.copyForeign(ctx, desc)
 		},
 		PostCopy: func(ctx context.Context, desc ocispec.Descriptor) error {
+			if c.seen != nil {
+				c.seen(desc)
+			}
 			atomic.AddInt64(&c.res.BytesPushed, desc.Size)
 			if n := c.byDigest[desc.Digest]; n != nil && c.opts.OnCopy != nil {
 				c.opts.OnCopy(n, false)
@@ -195,6 +214,9 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 			return nil
 		},
 		OnCopySkipped: func(ctx context.Context, desc ocispec.Descriptor) error {
+			if c.seen != nil && desc.Digest != root.Digest {
+				c.seen(desc)
+			}
 			if n := c.byDigest[desc.Digest]; n != nil {
 				atomic.AddInt64(&c.res.NodesSkipped, 1)
 				if c.opts.OnCopy != nil {
@@ -219,7 +241,7 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 			return from, nil
 		}
 	}
-	if err := oras.CopyGraph(ctx, c.route, c.dst, root, gopts); err != nil {
+	if err := oras.CopyGraph(ctx, c.route, c.blobs, root, gopts); err != nil {
 		return fmt.Errorf("copy to %s: %w", c.destName(), err)
 	}
 	return nil
@@ -256,7 +278,10 @@ func (c *copier) copyForeign(ctx context.Context, desc ocispec.Descriptor) error
 	layers := c.foreign[desc.Digest]
 	c.mu.Unlock()
 	for _, l := range layers {
-		exists, err := c.dst.Exists(ctx, l)
+		if c.seen != nil {
+			c.seen(l)
+		}
+		exists, err := c.blobs.Exists(ctx, l)
 		if err != nil {
 			return fmt.Errorf("non-distributable layer %s of %s: %w", l.Digest, c.describe(desc), err)
 		}
@@ -267,7 +292,7 @@ func (c *copier) copyForeign(ctx context.Context, desc ocispec.Descriptor) error
 		if err != nil {
 			return fmt.Errorf("non-distributable layer %s of %s: %w", l.Digest, c.describe(desc), err)
 		}
-		err = c.dst.Push(ctx, l, rc)
+		err = c.blobs.Push(ctx, l, rc)
 		rc.Close()
 		if err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
 			return fmt.Errorf("non-distributable layer %s of %s: %w", l.Digest, c.describe(desc), err)

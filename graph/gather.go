@@ -1,0 +1,94 @@
+package graph
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+)
+
+// GatherOptions configure [Gather]. The zero value gathers with concurrency
+// 5 and leaves non-distributable layers out.
+type GatherOptions struct {
+	// Concurrency bounds the blobs in flight. <= 0 means 5.
+	Concurrency int
+	// IncludeNonDistributable gathers non-distributable (foreign) layers too.
+	IncludeNonDistributable bool
+	// OnWarning, when not nil, receives warnings such as the list of
+	// non-distributable layers left out. Calls are serialized.
+	OnWarning func(msg string)
+	// OnBlob, when not nil, is called once for every blob as it is made
+	// local. Calls may come
+	// from several goroutines at once.
+	OnBlob func(desc ocispec.Descriptor)
+}
+
+// Gathered is what a layout of a graph holds.
+type Gathered struct {
+	// Blobs lists every manifest, index, config and layer of the graph,
+	// once each, sorted by digest, all readable from the local storage.
+	Blobs []ocispec.Descriptor
+	// Skipped lists, by manifest digest, the non-distributable layers left
+	// out (empty with IncludeNonDistributable).
+	Skipped map[digest.Digest][]ocispec.Descriptor
+}
+
+// Gather makes every blob of g readable from local, fetching through src
+// what local lacks (with bounded concurrency, streaming, each blob verified),
+// and lists them. It is the first half of writing an OCI layout: the second
+// half copies the listed blobs from local into a directory or a tar.
+//
+// Manifests local already has are read again so that every blob they
+// reference is checked, not only the manifest itself.
+func Gather(ctx context.Context, src Source, g *Graph, local content.Storage, opts GatherOptions) (*Gathered, error) {
+	c := newCopier(src, g, descendAlways{local}, CopyOptions{
+		Concurrency:             opts.Concurrency,
+		IncludeNonDistributable: opts.IncludeNonDistributable,
+		OnWarning:               opts.OnWarning,
+	})
+	var mu sync.Mutex
+	blobs := map[digest.Digest]ocispec.Descriptor{}
+	c.seen = func(desc ocispec.Descriptor) {
+		mu.Lock()
+		_, dup := blobs[desc.Digest]
+		blobs[desc.Digest] = plain(desc)
+		mu.Unlock()
+		if !dup && opts.OnBlob != nil {
+			opts.OnBlob(desc)
+		}
+	}
+	c.warnNonDistributable(g)
+	if err := c.copyGraph(ctx, g); err != nil {
+		return nil, err
+	}
+	out := &Gathered{Skipped: map[digest.Digest][]ocispec.Descriptor{}}
+	for _, d := range blobs {
+		out.Blobs = append(out.Blobs, d)
+	}
+	slices.SortFunc(out.Blobs, func(a, b ocispec.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	if !opts.IncludeNonDistributable {
+		for _, n := range g.Nodes {
+			if len(n.NonDistributable) > 0 {
+				out.Skipped[n.Desc.Digest] = slices.Clone(n.NonDistributable)
+			}
+		}
+	}
+	return out, nil
+}
+
+// descendAlways is local storage that reports manifests and indexes as
+// absent, so that oras-go's CopyGraph walks into them (it does not descend
+// into a node the destination has) and every blob they reference is made
+// local. Pushing a manifest that is already there is harmless.
+type descendAlways struct{ content.Storage }
+
+func (d descendAlways) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	if isImageManifest(desc.MediaType) || isIndex(desc.MediaType) {
+		return false, nil
+	}
+	return d.Storage.Exists(ctx, desc)
+}
