@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -28,8 +29,8 @@ func TestGather(t *testing.T) {
 	}
 	rootBody.Close()
 
-	var called int
-	got, err := Gather(ctx, w.src, g, local, GatherOptions{OnBlob: func(ocispec.Descriptor) { called++ }})
+	var called atomic.Int64
+	got, err := Gather(ctx, w.src, g, local, GatherOptions{OnBlob: func(ocispec.Descriptor) { called.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +40,8 @@ func TestGather(t *testing.T) {
 			want[d.Digest] = true
 		}
 	}
-	if len(got.Blobs) != len(want) || called != len(want) {
-		t.Fatalf("gathered %d blobs (OnBlob %d times), want %d", len(got.Blobs), called, len(want))
+	if len(got.Blobs) != len(want) || called.Load() != int64(len(want)) {
+		t.Fatalf("gathered %d blobs (OnBlob %d times), want %d", len(got.Blobs), called.Load(), len(want))
 	}
 	for i, d := range got.Blobs {
 		if !want[d.Digest] {
