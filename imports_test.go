@@ -33,7 +33,7 @@ var allowedImports = map[string][]string{
 		module+"/lockfile", module+"/bundle", "golang.org/x/sync"),
 	"store": join(imageSpec, orasGo,
 		"github.com/containerd/containerd/v2", "github.com/containerd/errdefs", "github.com/gofrs/flock"),
-	"ocilayout":         join(imageSpec, orasGo),
+	"ocilayout":         join(imageSpec, orasGo, "golang.org/x/sys"),
 	"internal/registry": join(imageSpec, orasGo),
 	"cmd/ferry":         {module + "/", "github.com/spf13/", "github.com/sirupsen/logrus", "oras.land/", "github.com/opencontainers/", "github.com/vbauerster/mpb/v8", "golang.org/x/"},
 }

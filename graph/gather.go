@@ -1,7 +1,10 @@
 package graph
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +24,11 @@ type GatherOptions struct {
 	// OnWarning, when not nil, receives warnings such as the list of
 	// non-distributable layers left out. Calls are serialized.
 	OnWarning func(msg string)
+	// SourceFillsLocal says that src already writes what it serves into
+	// local, as a caching store in front of registries does: blobs are then
+	// read through once and not pushed into local a second time (which
+	// would also wait on the ingest the read itself holds).
+	SourceFillsLocal bool
 	// OnBlob, when not nil, is called once for every blob as it is made
 	// local. Calls may come
 	// from several goroutines at once.
@@ -45,7 +53,11 @@ type Gathered struct {
 // Manifests local already has are read again so that every blob they
 // reference is checked, not only the manifest itself.
 func Gather(ctx context.Context, src Source, g *Graph, local content.Storage, opts GatherOptions) (*Gathered, error) {
-	c := newCopier(src, g, descendAlways{local}, CopyOptions{
+	var dst content.Storage = descendAlways{local}
+	if opts.SourceFillsLocal {
+		dst = readThrough{descendAlways{local}}
+	}
+	c := newCopier(src, g, dst, CopyOptions{
 		Concurrency:             opts.Concurrency,
 		IncludeNonDistributable: opts.IncludeNonDistributable,
 		OnWarning:               opts.OnWarning,
@@ -91,4 +103,41 @@ func (d descendAlways) Exists(ctx context.Context, desc ocispec.Descriptor) (boo
 		return false, nil
 	}
 	return d.Storage.Exists(ctx, desc)
+}
+
+// readThrough is local storage filled by the source itself: pushing a blob
+// only reads it to its end (the source commits it into local as it streams,
+// verified) and then checks that local has it. Manifests and indexes, which
+// a source may serve without storing them (a tag fetched while another
+// process held the digest's ingest), are read into memory and pushed when
+// local still lacks them.
+type readThrough struct{ content.Storage }
+
+func (r readThrough) Push(ctx context.Context, desc ocispec.Descriptor, rd io.Reader) error {
+	if isImageManifest(desc.MediaType) || isIndex(desc.MediaType) {
+		// Read to EOF (not just Size bytes): a caching source commits
+		// before it returns EOF, so local has it afterwards.
+		body, err := io.ReadAll(io.LimitReader(rd, maxMetadataBytes+1))
+		if err != nil {
+			return err
+		}
+		if int64(len(body)) != desc.Size || digest.FromBytes(body) != desc.Digest {
+			return fmt.Errorf("%s: %w", desc.Digest, ErrDigestMismatch)
+		}
+		if ok, err := r.Storage.Exists(ctx, desc); err != nil || ok {
+			return err
+		}
+		return r.Storage.Push(ctx, desc, bytes.NewReader(body))
+	}
+	if _, err := io.Copy(io.Discard, rd); err != nil {
+		return err
+	}
+	ok, err := r.Storage.Exists(ctx, desc)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s: read through the source but not in local storage", desc.Digest)
+	}
+	return nil
 }

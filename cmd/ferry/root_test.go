@@ -9,6 +9,7 @@ import (
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	t.Setenv("FERRY_STORE", t.TempDir()) // never the user's store
 	var out, errOut bytes.Buffer
 	code = Execute(context.Background(), args, strings.NewReader(""), &out, &errOut)
 	return code, out.String(), errOut.String()
@@ -43,6 +44,10 @@ func TestUsageErrors(t *testing.T) {
 		{"copy with two sources", []string{"copy", "-b", "127.0.0.1:1/a:v1", "-i", "127.0.0.1:1/b:v1", "--to-repo", "127.0.0.1:1/c"}, "exactly one source"},
 		{"copy without destination", []string{"copy", "-b", "127.0.0.1:1/a:v1"}, "--to-repo"},
 		{"copy to tagged repo", []string{"copy", "-b", "127.0.0.1:1/a:v1", "--to-repo", "127.0.0.1:1/c:v2"}, "without tag or digest"},
+		{"copy with two destinations", []string{"copy", "-b", "127.0.0.1:1/a:v1", "--to-repo", "127.0.0.1:1/c", "--to-tar", dir + "/x.tar"}, "exactly one destination"},
+		{"copy lock output to tar", []string{"copy", "-b", "127.0.0.1:1/a:v1", "--to-tar", dir + "/x.tar", "--lock-output", dir + "/l.yml"}, "only available with --to-repo"},
+		{"copy from missing tar", []string{"copy", "--tar", dir + "/missing.tar", "--to-repo", "127.0.0.1:1/c"}, "missing.tar"},
+		{"copy from a directory that is not a layout", []string{"copy", "--oci-layout", dir, "--to-repo", "127.0.0.1:1/c"}, dir},
 		{"copy missing lock", []string{"copy", "--lock", dir + "/missing.yml", "--to-repo", "127.0.0.1:1/c"}, "missing.yml"},
 		{"pull to root", []string{"pull", "-b", "127.0.0.1:1/a:v1", "-o", "/"}, "refusing to replace"},
 		{"pull to dot", []string{"pull", "-b", "127.0.0.1:1/a:v1", "-o", "."}, "refusing to replace"},

@@ -52,6 +52,22 @@ func (f *storeFlags) open(cmd *cobra.Command) (*store.Store, error) {
 	return s, nil
 }
 
+// temporaryStore opens a store in a new temporary directory, removed by
+// cleanup: what --no-store uses when a layout must be written from a store.
+func temporaryStore(cmd *cobra.Command) (*store.Store, func(), error) {
+	dir, err := os.MkdirTemp("", "ferry-store-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	st, err := store.Open(cmd.Context(), dir)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return st, cleanup, nil
+}
+
 func newStoreCmd(s streams) *cobra.Command {
 	var f storeFlags
 	cmd := &cobra.Command{

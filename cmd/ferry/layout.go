@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+
+	"github.com/ferry-oci/ferry/graph"
+	"github.com/ferry-oci/ferry/ocilayout"
+)
+
+// layoutReader is what ferry reads a layout (or an imgpkg tarball) through.
+type layoutReader interface {
+	oras.ReadOnlyTarget
+	Roots() []ocilayout.Root
+	io.Closer
+}
+
+// openLayout opens a tar (OCI layout or imgpkg's format, detected) or an
+// OCI layout directory.
+func openLayout(ctx context.Context, path string) (layoutReader, error) {
+	format, err := ocilayout.Detect(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	switch format {
+	case ocilayout.FormatOCILayoutTar:
+		return ocilayout.OpenTar(ctx, path)
+	case ocilayout.FormatOCILayoutDir:
+		return ocilayout.OpenDir(ctx, path)
+	case ocilayout.FormatImgpkgTar:
+		return ocilayout.OpenImgpkgTar(ctx, path)
+	}
+	return nil, fmt.Errorf("%s: %s cannot be read", path, format)
+}
+
+// layoutSource serves every repository from one layout: a layout holds the
+// whole graph, whatever repository its parts came from.
+type layoutSource struct{ layout oras.ReadOnlyTarget }
+
+func (s layoutSource) Repository(context.Context, string) (oras.ReadOnlyTarget, error) {
+	return s.layout, nil
+}
+
+// layoutRootSpecs turns the roots recorded in a layout back into the roots
+// of the copy that wrote it: the bundle asked for, or every request (-i, the
+// entries of a --lock ImagesLock) in order. A layout written by another tool
+// has no such record: each of its index.json entries is then a root.
+func layoutRootSpecs(roots []ocilayout.Root) []graph.RootSpec {
+	type positioned struct {
+		pos  int
+		spec graph.RootSpec
+	}
+	var asked []positioned
+	for _, r := range roots {
+		repo := repoOf(r.OriginalRef)
+		ref := repo + "@" + r.Desc.Digest.String()
+		if r.RootBundle {
+			asked = append(asked, positioned{-1, graph.RootSpec{Ref: ref, Kind: graph.RootBundle, Tag: r.Tag}})
+			continue
+		}
+		for _, req := range r.Requests {
+			asked = append(asked, positioned{req.Position, graph.RootSpec{Ref: ref, Tag: r.Tag, Annotations: req.Annotations}})
+		}
+	}
+	if len(asked) == 0 {
+		for i, r := range roots {
+			asked = append(asked, positioned{i, graph.RootSpec{Ref: repoOf(r.OriginalRef) + "@" + r.Desc.Digest.String(), Tag: r.Tag}})
+		}
+	}
+	slices.SortStableFunc(asked, func(a, b positioned) int { return a.pos - b.pos })
+	specs := make([]graph.RootSpec, len(asked))
+	for i, a := range asked {
+		specs[i] = a.spec
+	}
+	return specs
+}
+
+// repoOf returns the repository of a reference, or "layout" when the
+// reference is unknown (the layout serves every repository name alike).
+func repoOf(ref string) string {
+	if ref == "" {
+		return "layout"
+	}
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref
+}
+
+// layoutRoots lists the index.json roots of a layout written for g: every
+// node (bundles, the images and indexes they list, the roots asked for,
+// signatures), with the tags, requests and skipped layers a later
+// copy --tar --to-repo needs to finish the job without any registry.
+func layoutRoots(g *graph.Graph, skipped map[digest.Digest][]ocispec.Descriptor) []ocilayout.Root {
+	requests := map[*graph.Node][]ocilayout.Request{}
+	rootBundle := map[*graph.Node]bool{}
+	for i, n := range g.Roots {
+		spec := g.Specs[i]
+		if spec.Kind == graph.RootBundle {
+			rootBundle[n] = true
+			continue
+		}
+		requests[n] = append(requests[n], ocilayout.Request{Position: i, Ref: spec.Ref, Annotations: spec.Annotations})
+	}
+	var roots []ocilayout.Root
+	for _, n := range g.Nodes {
+		desc := ocispec.Descriptor{MediaType: n.Desc.MediaType, Digest: n.Desc.Digest, Size: n.Desc.Size}
+		r := ocilayout.Root{
+			Desc:          desc,
+			OriginalRef:   n.Ref,
+			Bundle:        n.Bundle,
+			RootBundle:    rootBundle[n],
+			Requests:      requests[n],
+			SkippedLayers: skipped[n.Desc.Digest],
+		}
+		if len(n.Tags) == 0 {
+			roots = append(roots, r)
+			continue
+		}
+		for i, tag := range n.Tags { // one entry per tag; the first carries the requests
+			r.Tag = tag
+			if i > 0 {
+				r.Requests, r.RootBundle = nil, false
+			}
+			roots = append(roots, r)
+		}
+	}
+	return roots
+}

@@ -1,0 +1,465 @@
+package ocilayout
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// BlobOpener gives the bytes of a blob that was verified when it was stored;
+// the writers do not hash it again, they only check its length. When the
+// returned reader is an *os.File (positioned at the blob's first byte), the
+// bytes are copied file to file (copy_file_range on Linux); any other reader
+// is streamed through a buffer.
+type BlobOpener interface {
+	OpenBlob(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
+}
+
+// BlobOpenerFunc adapts a function (for example an oras-go content.Fetcher's
+// Fetch method) to BlobOpener.
+type BlobOpenerFunc func(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
+
+// OpenBlob calls f.
+func (f BlobOpenerFunc) OpenBlob(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	return f(ctx, desc)
+}
+
+// WriteOptions tunes WriteTar and WriteDir. The zero value is ready to use.
+type WriteOptions struct {
+	// OnBlob, when not nil, is called after each blob is written (or found
+	// already present by WriteDir), from the writing goroutine, in the order
+	// the blobs are written.
+	OnBlob func(desc ocispec.Descriptor)
+	// SkipDigest makes WriteTar skip hashing the tar it writes and return
+	// an empty digest. Hashing costs about 1 s of CPU per GiB (SHA-NI) and
+	// runs beside the copy; the default (false) hashes.
+	SkipDigest bool
+}
+
+const (
+	fileMode = 0o644
+	dirMode  = 0o755
+	// copyChunk bounds one copy_file_range call so that cancellation is
+	// noticed within a chunk.
+	copyChunk = 64 << 20
+	// bufSize is the buffer of streamed copies and hashing reads.
+	bufSize = 1 << 20
+)
+
+// layoutFile is the content of oci-layout.
+var layoutFile = []byte(`{"imageLayoutVersion":"` + ocispec.ImageLayoutVersion + `"}`)
+
+// plan checks and orders what a writer will write: blobs deduplicated and
+// sorted by digest, and index.json's bytes.
+func plan(blobs []ocispec.Descriptor, index ocispec.Index) ([]ocispec.Descriptor, []byte, error) {
+	byDigest := make(map[digest.Digest]ocispec.Descriptor, len(blobs))
+	for _, d := range blobs {
+		if err := d.Digest.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("blob %q: %w: %w", d.Digest, ErrInvalidDescriptor, err)
+		}
+		if d.Size < 0 {
+			return nil, nil, fmt.Errorf("blob %s: %w: negative size %d", d.Digest, ErrInvalidDescriptor, d.Size)
+		}
+		if o, ok := byDigest[d.Digest]; ok && o.Size != d.Size {
+			return nil, nil, fmt.Errorf("blob %s: %w: listed with sizes %d and %d", d.Digest, ErrInvalidDescriptor, o.Size, d.Size)
+		}
+		byDigest[d.Digest] = d
+	}
+	if index.SchemaVersion == 0 {
+		index.SchemaVersion = 2
+	}
+	if index.MediaType == "" {
+		index.MediaType = ocispec.MediaTypeImageIndex
+	}
+	for _, m := range index.Manifests {
+		b, ok := byDigest[m.Digest]
+		if !ok {
+			return nil, nil, fmt.Errorf("index.json: root %s: %w: it is not among the blobs to write", m.Digest, ErrMissingBlob)
+		}
+		if b.Size != m.Size {
+			return nil, nil, fmt.Errorf("index.json: root %s: %w: size %d, the blob list says %d", m.Digest, ErrSizeMismatch, m.Size, b.Size)
+		}
+	}
+	indexJSON, err := json.Marshal(index)
+	if err != nil {
+		return nil, nil, fmt.Errorf("index.json: %w", err)
+	}
+	sorted := make([]ocispec.Descriptor, 0, len(byDigest))
+	for _, d := range byDigest {
+		sorted = append(sorted, d)
+	}
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Digest < sorted[j].Digest })
+	return sorted, indexJSON, nil
+}
+
+// blobPath is the slash-separated path of a blob inside a layout.
+func blobPath(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+// WriteTar writes an OCI image layout holding blobs (manifests, configs and
+// layers, in any order, duplicates allowed) and index as an uncompressed tar
+// at path, and returns the tar's sha256 digest.
+//
+// The tar is byte-for-byte reproducible: entries are oci-layout, index.json
+// (first, so streaming readers learn the roots early), the directories blobs/
+// and blobs/<alg>/, then each blob once, sorted by digest; every entry has
+// mtime 0 (the Unix epoch), uid/gid 0, no user or group names, mode 0644
+// (files) or 0755 (directories). Headers are USTAR, with a PAX size record
+// for blobs of 8 GiB or more. Each blob's bytes come from src and are not
+// hashed again; a blob whose length differs from its descriptor's size fails
+// the write with ErrSizeMismatch. Every root of index must be among blobs.
+//
+// The tar is written under a temporary name in path's directory, synced, and
+// renamed to path when complete; on error or cancellation nothing is left.
+// WriteTar is safe for concurrent use with different paths.
+func WriteTar(ctx context.Context, path string, blobs []ocispec.Descriptor, index ocispec.Index, src BlobOpener, opts WriteOptions) (digest.Digest, error) {
+	return writeTar(ctx, path, blobs, index, src, opts)
+}
+
+func writeTar(ctx context.Context, path string, blobs []ocispec.Descriptor, index ocispec.Index, src BlobOpener, opts WriteOptions) (_ digest.Digest, err error) {
+	sorted, indexJSON, err := plan(blobs, index)
+	if err != nil {
+		return "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("create tar: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	tw := &tarWriter{f: f}
+	if !opts.SkipDigest {
+		tw.h = sha256.New()
+	}
+	if err := tw.writeFile(ocispec.ImageLayoutFile, layoutFile); err != nil {
+		return "", err
+	}
+	if err := tw.writeFile(ocispec.ImageIndexFile, indexJSON); err != nil {
+		return "", err
+	}
+	if err := tw.writeDir(ocispec.ImageBlobsDir + "/"); err != nil {
+		return "", err
+	}
+	var alg digest.Algorithm
+	for _, d := range sorted {
+		if d.Digest.Algorithm() != alg {
+			alg = d.Digest.Algorithm()
+			if err := tw.writeDir(ocispec.ImageBlobsDir + "/" + alg.String() + "/"); err != nil {
+				return "", err
+			}
+		}
+		if err := tw.writeBlob(ctx, d, src); err != nil {
+			return "", err
+		}
+		if opts.OnBlob != nil {
+			opts.OnBlob(d)
+		}
+	}
+	if err := tw.write(make([]byte, 2*blockSize)); err != nil { // end-of-archive marker
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := f.Chmod(fileMode); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("rename tar into place: %w", err)
+	}
+	syncDir(dir)
+	if tw.h == nil {
+		return "", nil
+	}
+	return digest.NewDigest(digest.SHA256, tw.h), nil
+}
+
+const blockSize = 512
+
+// tarWriter writes tar entries straight into a file, hashing what it writes.
+type tarWriter struct {
+	f   *os.File
+	h   hash.Hash // nil when not hashing
+	off int64
+	buf []byte // lazily allocated copy buffer
+}
+
+func (w *tarWriter) write(b []byte) error {
+	n, err := w.f.Write(b)
+	w.off += int64(n)
+	if w.h != nil {
+		w.h.Write(b[:n])
+	}
+	if err != nil {
+		return fmt.Errorf("write tar: %w", err)
+	}
+	return nil
+}
+
+// header returns the header blocks for hdr with ferry's fixed metadata.
+// archive/tar formats them (USTAR, or PAX when the size needs it); its Writer
+// is used for that only, and the body is written by tarWriter.
+func header(name string, typ byte, size int64) ([]byte, error) {
+	hdr := &tar.Header{
+		Typeflag: typ,
+		Name:     name,
+		Size:     size,
+		Mode:     fileMode,
+		ModTime:  time.Unix(0, 0),
+	}
+	if typ == tar.TypeDir {
+		hdr.Mode = dirMode
+	}
+	var buf bytes.Buffer
+	if err := tar.NewWriter(&buf).WriteHeader(hdr); err != nil {
+		return nil, fmt.Errorf("tar header for %s: %w", name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func (w *tarWriter) writeDir(name string) error {
+	h, err := header(name, tar.TypeDir, 0)
+	if err != nil {
+		return err
+	}
+	return w.write(h)
+}
+
+func (w *tarWriter) writeFile(name string, data []byte) error {
+	h, err := header(name, tar.TypeReg, int64(len(data)))
+	if err != nil {
+		return err
+	}
+	if err := w.write(h); err != nil {
+		return err
+	}
+	if err := w.write(data); err != nil {
+		return err
+	}
+	return w.pad()
+}
+
+// pad writes zeros up to the next block boundary.
+func (w *tarWriter) pad() error {
+	if r := w.off % blockSize; r != 0 {
+		return w.write(make([]byte, blockSize-r))
+	}
+	return nil
+}
+
+func (w *tarWriter) writeBlob(ctx context.Context, d ocispec.Descriptor, src BlobOpener) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rc, err := src.OpenBlob(ctx, d)
+	if err != nil {
+		return fmt.Errorf("open blob %s: %w", d.Digest, err)
+	}
+	defer rc.Close()
+	h, err := header(blobPath(d.Digest), tar.TypeReg, d.Size)
+	if err != nil {
+		return err
+	}
+	if f, ok := rc.(*os.File); ok && isRegular(f) {
+		if err := w.checkFileSize(f, d); err != nil {
+			return err
+		}
+		if err := w.write(h); err != nil {
+			return err
+		}
+		err = w.copyFile(ctx, f, d)
+	} else {
+		if err := w.write(h); err != nil {
+			return err
+		}
+		err = w.copyStream(ctx, rc, d)
+	}
+	if err != nil {
+		return err
+	}
+	if err := ensureEOF(rc, d); err != nil {
+		return err
+	}
+	return w.pad()
+}
+
+// isRegular reports whether f is a regular file (which pread and
+// copy_file_range can read).
+func isRegular(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// checkFileSize fails early when a regular file does not hold exactly the
+// blob's size from its current offset.
+func (w *tarWriter) checkFileSize(f *os.File, d ocispec.Descriptor) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil // copyFile and ensureEOF still count the bytes
+	}
+	pos, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil
+	}
+	if n := fi.Size() - pos; n != d.Size {
+		return fmt.Errorf("blob %s: %w: source holds %d bytes, descriptor says %d", d.Digest, ErrSizeMismatch, n, d.Size)
+	}
+	return nil
+}
+
+// copyFile copies d.Size bytes of f into the tar with copy_file_range, in
+// chunks so cancellation is noticed, while another goroutine hashes the same
+// bytes read with pread.
+func (w *tarWriter) copyFile(ctx context.Context, f *os.File, d ocispec.Descriptor) error {
+	start, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	hashDone := make(chan error, 1)
+	stop := make(chan struct{})
+	if w.h != nil {
+		go func() {
+			hashDone <- hashSection(ctx, stop, w.h, io.NewSectionReader(f, start, d.Size))
+		}()
+	} else {
+		hashDone <- nil
+	}
+	var copied int64
+	for copied < d.Size && err == nil {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		var n int64
+		n, err = io.Copy(w.f, &io.LimitedReader{R: f, N: min(copyChunk, d.Size-copied)})
+		copied += n
+		w.off += n
+		if err == nil && n == 0 {
+			err = fmt.Errorf("blob %s: %w: source ended after %d bytes, descriptor says %d", d.Digest, ErrSizeMismatch, copied, d.Size)
+		}
+	}
+	if err != nil {
+		close(stop)
+	}
+	herr := <-hashDone
+	if err != nil {
+		if errors.Is(err, ErrSizeMismatch) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return fmt.Errorf("blob %s: copy into tar: %w", d.Digest, err)
+	}
+	if herr != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, herr)
+	}
+	return nil
+}
+
+// hashSection writes the bytes of r into h until EOF, stop or cancellation.
+func hashSection(ctx context.Context, stop <-chan struct{}, h hash.Hash, r *io.SectionReader) error {
+	buf := make([]byte, bufSize)
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := r.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			if n, _ := r.Seek(0, io.SeekCurrent); n != r.Size() {
+				return fmt.Errorf("%w: source shrank while being copied", ErrSizeMismatch)
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// copyStream copies d.Size bytes of r into the tar through a buffer.
+func (w *tarWriter) copyStream(ctx context.Context, r io.Reader, d ocispec.Descriptor) error {
+	if w.buf == nil {
+		w.buf = make([]byte, bufSize)
+	}
+	var copied int64
+	for copied < d.Size {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := r.Read(w.buf[:min(int64(len(w.buf)), d.Size-copied)])
+		if n > 0 {
+			if werr := w.write(w.buf[:n]); werr != nil {
+				return werr
+			}
+			copied += int64(n)
+		}
+		if err == io.EOF && copied < d.Size {
+			return fmt.Errorf("blob %s: %w: source ended after %d bytes, descriptor says %d", d.Digest, ErrSizeMismatch, copied, d.Size)
+		}
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("blob %s: read: %w", d.Digest, err)
+		}
+	}
+	return nil
+}
+
+// ensureEOF fails when r holds more than the blob's size.
+func ensureEOF(r io.Reader, d ocispec.Descriptor) error {
+	var b [1]byte
+	for {
+		n, err := r.Read(b[:])
+		if n > 0 {
+			return fmt.Errorf("blob %s: %w: source holds more than the %d bytes the descriptor says", d.Digest, ErrSizeMismatch, d.Size)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("blob %s: read: %w", d.Digest, err)
+		}
+	}
+}
+
+// syncDir fsyncs a directory so a rename in it is durable. Errors are
+// ignored: some filesystems cannot sync directories.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
