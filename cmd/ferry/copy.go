@@ -182,7 +182,7 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 	}
 
 	if o.toRepo != "" {
-		if err := copyToRepo(ctx, o, client, dst, src, g, logf, warn); err != nil {
+		if err := copyToRepo(ctx, o, client, dst, src, fromFile, g, logf, warn); err != nil {
 			return err
 		}
 	} else {
@@ -198,7 +198,7 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 type registryReference = orasregistry.Reference
 
 // copyToRepo copies g into --to-repo and writes --lock-output.
-func copyToRepo(ctx context.Context, o *copyOptions, client *registry.Client, dst registryReference, src graph.Source, g *graph.Graph, logf func(string, ...any), warn func(string)) error {
+func copyToRepo(ctx context.Context, o *copyOptions, client *registry.Client, dst registryReference, src graph.Source, fromFile bool, g *graph.Graph, logf func(string, ...any), warn func(string)) error {
 	destRepo := dst.Registry + "/" + dst.Repository
 	target, err := client.Repository(ctx, destRepo)
 	if err != nil {
@@ -219,7 +219,11 @@ func copyToRepo(ctx context.Context, o *copyOptions, client *registry.Client, ds
 			if skipped {
 				suffix = " (already present)"
 			}
-			logf("importing %s -> %s@%s%s", n.Location(), destRepo, n.Desc.Digest, suffix)
+			from := n.Location() // where it is read from
+			if fromFile {
+				from = n.Ref // a layout holds everything; name it as first met
+			}
+			logf("importing %s -> %s@%s%s", from, destRepo, n.Desc.Digest, suffix)
 		},
 		OnWarning: warn,
 	})

@@ -26,6 +26,7 @@ const (
 	bundleRepo  = "user1/simple-app-bundle"
 	bundleTag   = "v1.0.0"
 	destRepo    = "apps/simple-app-bundle"
+	airgapRepo  = "airgapped/simple-app-bundle" // where Option 2 imports the tarball
 	ferryRunCap = 5 * time.Minute // one ferry command
 )
 
@@ -46,10 +47,7 @@ func workflow() []step {
 	return []step{
 		{title: "Step 1: Creating the bundle and pushing it to the source registry", run: createAndPushBundle},
 		{title: "Step 2, Option 1: Copying from a location connected to both registries", run: copyToRepo},
-		{
-			title:   "Step 2, Option 2: With intermediate tarball",
-			pending: "coming: `ferry copy -b ... --to-tar FILE` and `ferry copy --tar FILE --to-repo ...` are not built yet; they will run here.",
-		},
+		{title: "Step 2, Option 2: With intermediate tarball", run: copyThroughTarball},
 		{title: "Step 3: Pulling bundle from destination registry", run: pullFromDestination},
 	}
 }
@@ -314,6 +312,42 @@ func copyToRepo(ctx context.Context, d *demo) error {
 	}
 	d.printf("\n(sha256-<hex>.imgpkg keeps each image from garbage collection; the .image-locations.imgpkg\n")
 	d.printf("image records where the images came from, so a pull finds them without asking each one.)\n")
+	return nil
+}
+
+// copyThroughTarball is Option 2: ferry copy -b SRC --to-tar FILE, then, as
+// on the other side of an air gap (the source registry stopped, an empty
+// content store), ferry copy --tar FILE --to-repo DST.
+func copyThroughTarball(ctx context.Context, d *demo) error {
+	tarPath := filepath.Join(d.work, "my-image.tar")
+	d.printf("On a machine that sees the source registry, save the bundle to a tarball (a standard OCI image layout):\n\n")
+	if err := d.runFerry(ctx, "copy", "-b", d.src.Ref(bundleRepo)+":"+bundleTag, "--to-tar", tarPath); err != nil {
+		return err
+	}
+	d.printf("The tarball crosses the air gap. On the other side the source registry is out of reach\n")
+	d.printf("(the demo stops it) and ferry starts with an empty content store:\n\n")
+	d.src.Stop()
+	otherStore := filepath.Join(d.work, "store-behind-the-gap")
+	if err := d.runFerry(ctx, "copy", "--tar", tarPath, "--to-repo", d.dst.Ref(airgapRepo), "--store", otherStore); err != nil {
+		return err
+	}
+	repo, err := repository(d.dst, airgapRepo)
+	if err != nil {
+		return err
+	}
+	desc, err := repo.Resolve(ctx, bundleTag)
+	if err != nil {
+		return fmt.Errorf("%s:%s after the import: %w", d.dst.Ref(airgapRepo), bundleTag, err)
+	}
+	if desc.Digest != d.bundleDigest {
+		return fmt.Errorf("%s:%s is %s, want %s", d.dst.Ref(airgapRepo), bundleTag, desc.Digest, d.bundleDigest)
+	}
+	for _, img := range d.images {
+		if ok, err := repo.Exists(ctx, img.desc); err != nil || !ok {
+			return fmt.Errorf("image %s is not in %s after the import (%v)", img.digest, d.dst.Ref(airgapRepo), err)
+		}
+	}
+	d.printf("The bundle and its images are in %s, with the same digests.\n", d.dst.Ref(airgapRepo))
 	return nil
 }
 
