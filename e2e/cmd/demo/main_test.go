@@ -33,11 +33,14 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`(?m)^\$ ferry copy -b 127\.0\.0\.1:\d+/user1/simple-app-bundle:v1\.0\.0 --to-repo 127\.0\.0\.1:\d+/apps/simple-app-bundle$`),
 		regexp.MustCompile(`(?m)^copy \| exporting 3 images\.\.\.$`),
 		regexp.MustCompile(`(?m)^copy \| imported 3 images$`),
-		regexp.MustCompile(`(?m)^## Step 2, Option 2: With intermediate tarball\n\n\(coming: `),
+		regexp.MustCompile(`(?m)^## Step 2, Option 2: With intermediate tarball$`),
+		regexp.MustCompile(`(?m)^\$ ferry copy -b 127\.0\.0\.1:\d+/user1/simple-app-bundle:v1\.0\.0 --to-tar \S+/my-image\.tar$`),
+		regexp.MustCompile(`(?m)^[0-9a-f]{64}  \S+/my-image\.tar$`),
+		regexp.MustCompile(`(?m)^\$ ferry copy --tar \S+/my-image\.tar --to-repo 127\.0\.0\.1:\d+/airgapped/simple-app-bundle --store \S+$`),
 		regexp.MustCompile(`(?m)^\$ ferry pull -b 127\.0\.0\.1:\d+/apps/simple-app-bundle:v1\.0\.0 -o \S+/bundle$`),
 		regexp.MustCompile(`(?m)^The bundle repo \(127\.0\.0\.1:\d+/apps/simple-app-bundle\) is hosting every image`),
 		regexp.MustCompile(`(?m)^- image: 127\.0\.0\.1:\d+/apps/simple-app-bundle@sha256:[0-9a-f]{64}\n  annotations:\n    kbld\.carvel\.dev/id: docker\.io/dkalinin/k8s-simple-app$`),
-		regexp.MustCompile(`(?m)^Succeeded in .* \(3 steps run, 1 pending\)`),
+		regexp.MustCompile(`(?m)^Succeeded in .* \(4 steps run, 0 pending\)`),
 	} {
 		if !want.MatchString(text) {
 			t.Errorf("output does not match %s", want)
