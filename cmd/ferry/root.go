@@ -40,6 +40,7 @@ It keeps imgpkg's command-line surface, lock files and registry conventions.`,
 		newCopyCmd(s),
 		newPullCmd(s),
 		newStoreCmd(s),
+		newTarCmd(s),
 	)
 	return root
 }
