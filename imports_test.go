@@ -35,7 +35,7 @@ var allowedImports = map[string][]string{
 		"github.com/containerd/containerd/v2", "github.com/containerd/errdefs", "github.com/gofrs/flock"),
 	"ocilayout":         join(imageSpec, orasGo, "golang.org/x/sys"),
 	"internal/registry": join(imageSpec, orasGo),
-	"cmd/ferry":         {module + "/", "github.com/spf13/", "github.com/sirupsen/logrus", "oras.land/", "github.com/opencontainers/", "github.com/vbauerster/mpb/v8", "golang.org/x/"},
+	"cmd/ferry":         {module + "/", "github.com/spf13/", "github.com/sirupsen/logrus", "go.yaml.in/yaml/v3", "oras.land/", "github.com/opencontainers/", "github.com/vbauerster/mpb/v8", "golang.org/x/"},
 }
 
 func join(groups ...any) []string {

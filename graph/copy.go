@@ -45,6 +45,45 @@ type CopyOptions struct {
 	// OnWarning, when not nil, receives warnings such as the list of
 	// non-distributable layers skipped. Calls are serialized.
 	OnWarning func(msg string)
+	// OnBlob, when not nil, is called once for every manifest, index,
+	// config and layer the copy reaches, when it is done with it: how says
+	// whether it was sent, mounted or already at the destination. Content
+	// below a manifest the destination already has is not reached. Calls
+	// may come from several goroutines at once.
+	OnBlob func(desc ocispec.Descriptor, how BlobOutcome)
+	// WrapReader, when not nil, wraps every reader the copy opens on the
+	// source (a caching source may serve it from the local store), for
+	// example to count bytes for a progress display. It must return a
+	// reader of the same bytes that closes rc when it is closed. The bytes
+	// are verified below the wrapper: a read that reaches the end of a
+	// blob whose digest does not match fails. Calls may come from several
+	// goroutines at once.
+	WrapReader func(desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser
+}
+
+// BlobOutcome says what a copy did with one blob, for CopyOptions.OnBlob.
+type BlobOutcome int
+
+const (
+	// BlobCopied means the blob was read from the source and sent.
+	BlobCopied BlobOutcome = iota
+	// BlobMounted means the destination registry mounted the blob from
+	// another of its repositories.
+	BlobMounted
+	// BlobPresent means the destination already had the blob.
+	BlobPresent
+)
+
+// String returns "copied", "mounted" or "present".
+func (o BlobOutcome) String() string {
+	switch o {
+	case BlobMounted:
+		return "mounted"
+	case BlobPresent:
+		return "present"
+	default:
+		return "copied"
+	}
 }
 
 // Result tells what CopyToRepo did. Its counters are final once CopyToRepo
@@ -71,7 +110,7 @@ type Result struct {
 //     and blobs stream from source to destination with their digest verified;
 //   - non-distributable layers are skipped with a warning naming image and
 //     layers, unless opts.IncludeNonDistributable;
-//   - every node but signatures is tagged sha256-<hex>.imgpkg (or its
+//   - every node but signatures and referrers is tagged sha256-<hex>.imgpkg (or its
 //     RepoBasedTag);
 //   - every followed bundle gets its ImageLocations cache image, tagged
 //     sha256-<bundle hex>.image-locations.imgpkg;
@@ -111,6 +150,7 @@ func newCopier(src Source, g *Graph, blobs content.Storage, opts CopyOptions) *c
 		route: &router{
 			repos:  newRepoCache(src),
 			owners: make(map[digest.Digest][]string),
+			wrap:   opts.WrapReader,
 		},
 		byDigest: make(map[digest.Digest]*Node),
 		foreign:  make(map[digest.Digest][]ocispec.Descriptor),
@@ -119,6 +159,8 @@ func newCopier(src Source, g *Graph, blobs content.Storage, opts CopyOptions) *c
 		c.byDigest[n.Desc.Digest] = n
 		c.route.own(n.Desc.Digest, n.Repo)
 	}
+	// Uploads cut by the destination restart from the source (the store).
+	c.blobs = withUploadRetries(blobs, c.route.Fetch)
 	return c
 }
 
@@ -208,6 +250,9 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 				c.seen(desc)
 			}
 			atomic.AddInt64(&c.res.BytesPushed, desc.Size)
+			if c.opts.OnBlob != nil {
+				c.opts.OnBlob(desc, BlobCopied)
+			}
 			if n := c.byDigest[desc.Digest]; n != nil && c.opts.OnCopy != nil {
 				c.opts.OnCopy(n, false)
 			}
@@ -216,6 +261,9 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 		OnCopySkipped: func(ctx context.Context, desc ocispec.Descriptor) error {
 			if c.seen != nil && desc.Digest != root.Digest {
 				c.seen(desc)
+			}
+			if c.opts.OnBlob != nil && desc.Digest != root.Digest {
+				c.opts.OnBlob(desc, BlobPresent)
 			}
 			if n := c.byDigest[desc.Digest]; n != nil {
 				atomic.AddInt64(&c.res.NodesSkipped, 1)
@@ -227,6 +275,9 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 		},
 		OnMounted: func(ctx context.Context, desc ocispec.Descriptor) error {
 			atomic.AddInt64(&c.res.BlobsMounted, 1)
+			if c.opts.OnBlob != nil {
+				c.opts.OnBlob(desc, BlobMounted)
+			}
 			return nil
 		},
 	}
@@ -286,6 +337,9 @@ func (c *copier) copyForeign(ctx context.Context, desc ocispec.Descriptor) error
 			return fmt.Errorf("non-distributable layer %s of %s: %w", l.Digest, c.describe(desc), err)
 		}
 		if exists {
+			if c.opts.OnBlob != nil {
+				c.opts.OnBlob(l, BlobPresent)
+			}
 			continue
 		}
 		rc, err := c.route.Fetch(ctx, l)
@@ -298,6 +352,9 @@ func (c *copier) copyForeign(ctx context.Context, desc ocispec.Descriptor) error
 			return fmt.Errorf("non-distributable layer %s of %s: %w", l.Digest, c.describe(desc), err)
 		}
 		atomic.AddInt64(&c.res.BytesPushed, l.Size)
+		if c.opts.OnBlob != nil {
+			c.opts.OnBlob(l, BlobCopied)
+		}
 	}
 	return nil
 }
@@ -307,7 +364,7 @@ func (c *copier) copyForeign(ctx context.Context, desc ocispec.Descriptor) error
 func (c *copier) tagNodes(ctx context.Context, g *Graph) error {
 	var jobs []tagJob
 	for _, n := range g.Nodes {
-		if n.Signature {
+		if n.Signature || n.Referrer {
 			continue
 		}
 		tag := ImgpkgTag(n.Desc.Digest)
@@ -405,6 +462,7 @@ func (r *Result) BundleLock() (*lockfile.BundleLock, error) {
 // until one has it). It verifies what it streams.
 type router struct {
 	repos *repoCache
+	wrap  func(desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser // may be nil
 
 	mu     sync.Mutex
 	owners map[digest.Digest][]string
@@ -457,7 +515,11 @@ func (r *router) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadClo
 		}
 		rc, err := t.Fetch(ctx, desc)
 		if err == nil {
-			return newVerifyingReadCloser(rc, desc), nil
+			var out io.ReadCloser = newVerifyingReadCloser(rc, desc)
+			if r.wrap != nil {
+				out = r.wrap(desc, out)
+			}
+			return out, nil
 		}
 		errs = append(errs, fmt.Errorf("fetch %s from %s: %w", desc.Digest, repo, err))
 		if !isAbsent(err) {

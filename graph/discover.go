@@ -22,6 +22,19 @@ type DiscoverOptions struct {
 	// .sbom of every node in the node's repository and adds what it finds
 	// as Signatures. Default off.
 	CosignSignatures bool
+	// Referrers also lists the OCI 1.1 referrers of every node and, for an
+	// index, of each of its child manifests, in the node's repository, and
+	// adds each as a node (Referrer set) to the Referrers of the node;
+	// referrers of referrers and of signatures too, each digest once. The
+	// repository must implement oras-go's registry.ReferrerLister (a remote
+	// repository does: it uses the referrers API and falls back to the
+	// sha256-<hex> tag schema on registries without it); repositories that
+	// do not, or whose Referrers returns errdef.ErrUnsupported or a 401,
+	// 403 or 404 answer, are skipped silently, as are listed referrers that
+	// are gone. Referrers that are neither image manifests nor indexes (the
+	// withdrawn OCI artifact manifest) are left out, and a referrer is never
+	// followed as a bundle. Default off, as imgpkg copies no referrers.
+	Referrers bool
 	// Concurrency bounds the registry requests in flight. <= 0 means 5.
 	Concurrency int
 	// OnImage, when not nil, is called once for every node after it was read
@@ -68,6 +81,7 @@ func Discover(ctx context.Context, src Source, roots []RootSpec, opts DiscoverOp
 			n.Tags = append(n.Tags, tag)
 		}
 	}
+	unmarkListed(g.Roots)
 	g.Nodes = depthFirst(g.Roots)
 	return g, nil
 }
@@ -84,7 +98,8 @@ func rootTag(spec RootSpec) string {
 	return tag
 }
 
-// depthFirst lists every node once: each node, its signatures, its images.
+// depthFirst lists every node once: each node, its signatures, its
+// referrers, its images.
 func depthFirst(roots []*Node) []*Node {
 	seen := make(map[*Node]bool)
 	var out []*Node
@@ -97,6 +112,9 @@ func depthFirst(roots []*Node) []*Node {
 		out = append(out, n)
 		for _, s := range n.Signatures {
 			visit(s)
+		}
+		for _, r := range n.Referrers {
+			visit(r)
 		}
 		for _, c := range n.Images {
 			visit(c)
@@ -236,10 +254,16 @@ func (d *discoverer) root(ctx context.Context, spec RootSpec) (*Node, error) {
 	return n, nil
 }
 
-// settle finds the signatures of a new node and follows a bundle's images.
+// settle finds the signatures and referrers of a new node and follows a
+// bundle's images.
 func (d *discoverer) settle(ctx context.Context, n *Node, isNew, follow bool) error {
-	if isNew && d.opts.CosignSignatures && !n.Signature {
+	if isNew && d.opts.CosignSignatures && !n.Signature && !n.Referrer {
 		if err := d.signatures(ctx, n); err != nil {
+			return err
+		}
+	}
+	if isNew && d.opts.Referrers {
+		if err := d.referrers(ctx, n); err != nil {
 			return err
 		}
 	}
@@ -380,13 +404,18 @@ func (d *discoverer) signatures(ctx context.Context, n *Node) error {
 			}
 			return fmt.Errorf("signature %s:%s of %s: %w", n.Repo, tag, n.Ref, err)
 		}
-		s, _, err := d.obtain(ctx, desc.Digest, n.Repo+":"+tag, func(ctx context.Context, s *Node) error {
+		s, isNew, err := d.obtain(ctx, desc.Digest, n.Repo+":"+tag, func(ctx context.Context, s *Node) error {
 			s.Repo = n.Repo
 			s.Signature = true
 			return d.classify(ctx, s, t, desc, body)
 		})
 		if err != nil {
 			return err
+		}
+		if isNew && d.opts.Referrers {
+			if err := d.referrers(ctx, s); err != nil {
+				return err
+			}
 		}
 		d.mu.Lock()
 		if !slices.Contains(s.Tags, tag) {
@@ -414,7 +443,11 @@ func (d *discoverer) classify(ctx context.Context, n *Node, t oras.ReadOnlyTarge
 	switch {
 	case isIndex(desc.MediaType):
 		n.Index = true
-		nd, err := d.indexNonDistributable(ctx, t, body, map[digest.Digest]bool{desc.Digest: true})
+		var children *[]ocispec.Descriptor
+		if d.opts.Referrers {
+			children = &n.children
+		}
+		nd, err := d.indexNonDistributable(ctx, t, body, map[digest.Digest]bool{desc.Digest: true}, children)
 		if err != nil {
 			return fmt.Errorf("%s (%s): %w", n.Ref, desc.Digest, err)
 		}
@@ -427,8 +460,8 @@ func (d *discoverer) classify(ctx context.Context, n *Node, t oras.ReadOnlyTarge
 		}
 		n.layers = m.Layers
 		n.NonDistributable = appendNonDistributable(nil, m.Layers)
-		if n.Signature {
-			return nil
+		if n.Signature || n.Referrer {
+			return nil // attached to another node, never followed as a bundle
 		}
 		isBundle, err := d.hasBundleLabel(ctx, t, m.Config)
 		if err != nil {
@@ -443,22 +476,29 @@ func (d *discoverer) classify(ctx context.Context, n *Node, t oras.ReadOnlyTarge
 
 // indexNonDistributable fetches the children of an index (concurrently) and
 // collects their non-distributable layers; seen guards against revisiting.
-func (d *discoverer) indexNonDistributable(ctx context.Context, t oras.ReadOnlyTarget, body []byte, seen map[digest.Digest]bool) ([]ocispec.Descriptor, error) {
+// When children is not nil, the descriptors of the child manifests and
+// indexes (nested ones included) are appended to it.
+func (d *discoverer) indexNonDistributable(ctx context.Context, t oras.ReadOnlyTarget, body []byte, seen map[digest.Digest]bool, children *[]ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	var idx ocispec.Index
 	if err := json.Unmarshal(body, &idx); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	var children []ocispec.Descriptor
+	var kids []ocispec.Descriptor
 	for _, c := range idx.Manifests {
 		if (isImageManifest(c.MediaType) || isIndex(c.MediaType)) && !seen[c.Digest] {
 			seen[c.Digest] = true
-			children = append(children, c)
+			kids = append(kids, c)
 		}
 	}
-	results := make([][]ocispec.Descriptor, len(children))
-	bodies := make([][]byte, len(children))
-	err := forEach(ctx, len(children), func(ctx context.Context, i int) error {
-		c := children[i]
+	if children != nil {
+		for _, c := range kids {
+			*children = append(*children, plain(c))
+		}
+	}
+	results := make([][]ocispec.Descriptor, len(kids))
+	bodies := make([][]byte, len(kids))
+	err := forEach(ctx, len(kids), func(ctx context.Context, i int) error {
+		c := kids[i]
 		if err := d.limit.acquire(ctx); err != nil {
 			return err
 		}
@@ -482,10 +522,10 @@ func (d *discoverer) indexNonDistributable(ctx context.Context, t oras.ReadOnlyT
 		return nil, err
 	}
 	var out []ocispec.Descriptor
-	for i := range children {
+	for i := range kids {
 		out = appendNonDistributable(out, results[i])
 		if bodies[i] != nil {
-			nested, err := d.indexNonDistributable(ctx, t, bodies[i], seen)
+			nested, err := d.indexNonDistributable(ctx, t, bodies[i], seen, children)
 			if err != nil {
 				return nil, err
 			}

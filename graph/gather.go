@@ -33,6 +33,9 @@ type GatherOptions struct {
 	// local. Calls may come
 	// from several goroutines at once.
 	OnBlob func(desc ocispec.Descriptor)
+	// WrapReader, when not nil, wraps every reader opened on the source,
+	// as CopyOptions.WrapReader does.
+	WrapReader func(desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser
 }
 
 // Gathered is what a layout of a graph holds.
@@ -61,6 +64,7 @@ func Gather(ctx context.Context, src Source, g *Graph, local content.Storage, op
 		Concurrency:             opts.Concurrency,
 		IncludeNonDistributable: opts.IncludeNonDistributable,
 		OnWarning:               opts.OnWarning,
+		WrapReader:              opts.WrapReader,
 	})
 	var mu sync.Mutex
 	blobs := map[digest.Digest]ocispec.Descriptor{}
@@ -129,7 +133,11 @@ func (r readThrough) Push(ctx context.Context, desc ocispec.Descriptor, rd io.Re
 		}
 		return r.Storage.Push(ctx, desc, bytes.NewReader(body))
 	}
-	if _, err := io.Copy(io.Discard, rd); err != nil {
+	// A large buffer, and io.Discard hidden behind a plain writer (its own
+	// ReadFrom reads 8 KiB at a time): each read becomes one network read
+	// and one store write, so small reads would multiply the system calls.
+	buf := make([]byte, 1<<20)
+	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, rd, buf); err != nil {
 		return err
 	}
 	ok, err := r.Storage.Exists(ctx, desc)

@@ -5,9 +5,9 @@
 // `.imgpkg/images.yml`, locates each image (the bundle's own repository
 // first, then the location written in images.yml), recurses into nested
 // bundles, marks non-distributable layers and optionally finds cosign
-// signatures. [CopyToRepo] copies the whole graph into one repository with
-// oras-go's CopyGraph, applying the imgpkg tag conventions, and [Pull]
-// extracts a bundle or image into a directory.
+// signatures and OCI 1.1 referrers. [CopyToRepo] copies the whole graph into
+// one repository with oras-go's CopyGraph, applying the imgpkg tag
+// conventions, and [Pull] extracts a bundle or image into a directory.
 //
 // The package never prints: progress leaves through the hooks of the options
 // structs. It does no registry configuration either; a [Source] hands it
@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 
@@ -115,9 +116,9 @@ type RootSpec struct {
 	Annotations map[string]string
 }
 
-// Node is one manifest or index of the graph: a bundle, an image, an index or
-// a signature. Children of indexes, configs and layers are not nodes; oras-go
-// copies them as successors of their node.
+// Node is one manifest or index of the graph: a bundle, an image, an index, a
+// signature or a referrer. Children of indexes, configs and layers are not
+// nodes; oras-go copies them as successors of their node.
 //
 // Discover fills nodes in; after it returns they are read-only and safe for
 // concurrent reads.
@@ -147,6 +148,21 @@ type Node struct {
 	Images []*Node
 	// Signatures are the signature nodes of this node.
 	Signatures []*Node
+	// Referrer is true for a manifest or index found only as an OCI 1.1
+	// referrer of another node (DiscoverOptions.Referrers): its subject is
+	// that node or one of that index's child manifests. A node that is also
+	// a root or an image of a bundle is not a Referrer. Referrers are copied
+	// by digest only: no sha256-<hex>.imgpkg tag, and they are not listed in
+	// a bundle's ImageLocations. Desc.ArtifactType holds the referrer's
+	// artifact type (its artifactType field, else its config's media type)
+	// and Desc.Annotations the manifest's annotations.
+	Referrer bool
+	// Subject is the digest of the manifest a node refers to (its `subject`
+	// field) when the node was found as a referrer; empty otherwise.
+	Subject digest.Digest
+	// Referrers are the referrer nodes of this node and, for an index, of
+	// its child manifests, sorted by digest (DiscoverOptions.Referrers).
+	Referrers []*Node
 	// NonDistributable lists the non-distributable (foreign) layers of the
 	// node and, for an index, of its children; each digest once.
 	NonDistributable []ocispec.Descriptor
@@ -156,9 +172,10 @@ type Node struct {
 	// tags of roots, and the original tag of signatures.
 	Tags []string
 
-	layers []ocispec.Descriptor // layers of an image manifest
-	ready  chan struct{}        // closed once Desc, Bundle, Index and NonDistributable are set
-	err    error                // set before ready is closed when the node could not be read
+	layers   []ocispec.Descriptor // layers of an image manifest
+	children []ocispec.Descriptor // child manifests and indexes of an index, nested ones included (for referrers)
+	ready    chan struct{}        // closed once Desc, Bundle, Index and NonDistributable are set
+	err      error                // set before ready is closed when the node could not be read
 }
 
 // Location returns Repo@Digest, where the node is read from.
@@ -174,7 +191,7 @@ type Graph struct {
 	// Specs are the RootSpecs the graph was discovered from.
 	Specs []RootSpec
 	// Nodes holds every node once, in a deterministic depth-first order:
-	// each node, then its signatures, then its images.
+	// each node, then its signatures, its referrers, then its images.
 	Nodes []*Node
 }
 

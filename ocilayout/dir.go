@@ -26,6 +26,7 @@ type Dir struct {
 	root  *os.Root
 	index ocispec.Index
 	roots []Root
+	refs  referrerIndex // built by the first Referrers call
 }
 
 var _ oras.ReadOnlyTarget = (*Dir)(nil)

@@ -96,6 +96,7 @@ type tarFile struct {
 	f     *os.File
 	ti    *tarIndex
 	blobs map[digest.Digest]blobLoc
+	refs  referrerIndex // built by the first Referrers call
 }
 
 func (t *tarFile) checkDesc(desc ocispec.Descriptor) error {

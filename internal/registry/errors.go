@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 
 	orasregistry "oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote/auth"
@@ -42,7 +44,11 @@ func (e *AuthError) Unwrap() []error { return []error{ErrUnauthorized, e.Err} }
 // DescribeError turns an access refusal from an operation on repository ref
 // into an *AuthError that names the registry and the credential source
 // tried; other errors, and nil, are returned unchanged. Call it on errors from
-// oras-go operations on a repository from [Client.Repository].
+// oras-go operations on a repository from [Client.Repository]. When the
+// refusal is an HTTP response from another registry than ref's (for
+// example the source of a copy whose destination is ref), the registry and
+// repository of the response's URL are named instead, so an error of a
+// whole copy may be described with either end's reference.
 // Safe for concurrent use.
 func (c *Client) DescribeError(err error, ref orasregistry.Reference) error {
 	if err == nil {
@@ -57,6 +63,11 @@ func (c *Client) DescribeError(err error, ref orasregistry.Reference) error {
 	switch {
 	case errors.As(err, &resp) && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden):
 		status = resp.StatusCode
+		if at, ok := referenceOfURL(resp.URL); ok && at.Host() != ref.Host() {
+			// The refusal came from another registry than ref's (the
+			// source of a copy, not its destination): name that one.
+			ref = at
+		}
 	case errors.Is(err, auth.ErrBasicCredentialNotFound):
 	default:
 		return err
@@ -68,4 +79,30 @@ func (c *Client) DescribeError(err error, ref orasregistry.Reference) error {
 		StatusCode: status,
 		Err:        err,
 	}
+}
+
+// referenceOfURL returns the registry and repository a registry API URL
+// (/v2/<repository>/manifests|blobs|tags|referrers/...) addresses.
+func referenceOfURL(u *url.URL) (orasregistry.Reference, bool) {
+	if u == nil || u.Host == "" {
+		return orasregistry.Reference{}, false
+	}
+	rest, ok := strings.CutPrefix(u.Path, "/v2/")
+	if !ok {
+		return orasregistry.Reference{}, false
+	}
+	best := -1
+	for _, marker := range []string{"/manifests/", "/blobs/", "/tags/", "/referrers/"} {
+		if i := strings.LastIndex(rest, marker); i > best {
+			best = i
+		}
+	}
+	if best <= 0 {
+		return orasregistry.Reference{}, false
+	}
+	ref := orasregistry.Reference{Registry: u.Host, Repository: rest[:best]}
+	if ref.ValidateRegistry() != nil || ref.ValidateRepository() != nil {
+		return orasregistry.Reference{}, false
+	}
+	return ref, true
 }

@@ -7,6 +7,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"sync"
@@ -81,6 +82,17 @@ type Options struct {
 	// Environ lists the environment, to find IMGPKG_REGISTRY_HOSTNAME_<N>
 	// groups. nil means os.Environ (even when Getenv is set).
 	Environ func() []string
+
+	// DebugLog, when not nil, receives a log of every HTTP exchange with a
+	// registry (each attempt of a retried request, token requests,
+	// redirects and probes) and of every retry wait: method, URL, status,
+	// duration and selected headers, each line prefixed "debug | ".
+	// Credentials are redacted (Authorization, cookies, token and signature
+	// query parameters, unknown WWW-Authenticate parameters) and bodies are
+	// never written. Writes are serialized, one entry per Write, so the
+	// writer need not be safe for concurrent use. nil (the default) logs
+	// nothing; the package never writes anywhere else.
+	DebugLog io.Writer
 }
 
 // Client opens remote repositories. All repositories share one connection
@@ -149,7 +161,12 @@ func newClient(opts Options, timing retryTiming) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool := baseTransport(tlsCfg, opts.ResponseHeaderTimeout)
+	var pool http.RoundTripper = baseTransport(tlsCfg, opts.ResponseHeaderTimeout)
+	var dlog *debugLog
+	if opts.DebugLog != nil {
+		dlog = &debugLog{w: opts.DebugLog}
+		pool = &debugTransport{base: pool, log: dlog}
+	}
 	return &Client{
 		env:      env,
 		static:   staticFromOptions(opts, getenv),
@@ -157,7 +174,7 @@ func newClient(opts Options, timing retryTiming) (*Client, error) {
 		insecure: opts.Insecure,
 		httpClient: &http.Client{Transport: &userAgentTransport{
 			userAgent: opts.UserAgent,
-			base:      &retryTransport{base: pool, maxRetry: opts.RetryCount, timing: timing},
+			base:      &retryTransport{base: pool, maxRetry: opts.RetryCount, timing: timing, log: dlog},
 		}},
 		probeClient: &http.Client{
 			Transport:     &userAgentTransport{userAgent: opts.UserAgent, base: pool},

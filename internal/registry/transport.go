@@ -103,6 +103,7 @@ type retryTransport struct {
 	base     http.RoundTripper
 	maxRetry int
 	timing   retryTiming
+	log      *debugLog // nil: no debug log
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -119,6 +120,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ctx:        req.Context(),
 		timing:     t.timing,
 		jitter:     rand.Float64,
+	}
+	if t.log != nil {
+		method, u := req.Method, redactURL(req.URL)
+		policy.onRetry = func(attempt int, wait time.Duration, reason string) {
+			reason = strings.ReplaceAll(reason, req.URL.String(), u)
+			t.log.printf("retry %d of %d for %s %s in %s: %s", attempt+1, t.maxRetry, method, u, wait.Round(time.Millisecond), reason)
+		}
 	}
 	rt := &retry.Transport{Base: t.base, Policy: func() retry.Policy { return policy }}
 	return rt.RoundTrip(&r)
@@ -153,6 +161,9 @@ type retryPolicy struct {
 	ctx        context.Context
 	timing     retryTiming
 	jitter     func() float64 // in [0, 1)
+	// onRetry, when not nil, is told of each retry decided: the attempt
+	// that failed (from 0), the wait, and why.
+	onRetry func(attempt int, wait time.Duration, reason string)
 }
 
 var _ retry.Policy = (*retryPolicy)(nil)
@@ -160,28 +171,38 @@ var _ retry.Policy = (*retryPolicy)(nil)
 // Retry implements retry.Policy. A negative duration means "do not retry".
 // It never returns an error, so the caller always gets the last response.
 func (p *retryPolicy) Retry(attempt int, resp *http.Response, err error) (time.Duration, error) {
+	wait, reason := p.decide(attempt, resp, err)
+	if wait >= 0 && p.onRetry != nil {
+		p.onRetry(attempt, wait, reason)
+	}
+	return wait, nil
+}
+
+// decide returns the wait before the next attempt (negative: no retry) and
+// the reason for a retry.
+func (p *retryPolicy) decide(attempt int, resp *http.Response, err error) (time.Duration, string) {
 	if attempt >= p.maxRetry || p.ctx.Err() != nil {
-		return -1, nil
+		return -1, ""
 	}
 	if err != nil {
 		if p.idempotent && retryableNetError(err) {
-			return p.backoff(attempt), nil
+			return p.backoff(attempt), err.Error()
 		}
-		return -1, nil
+		return -1, ""
 	}
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 	case http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
 		if !p.idempotent {
-			return -1, nil
+			return -1, ""
 		}
 	default:
-		return -1, nil
+		return -1, ""
 	}
 	if wait, ok := p.retryAfter(resp); ok {
-		return wait, nil
+		return wait, resp.Status + ", Retry-After " + resp.Header.Get("Retry-After")
 	}
-	return p.backoff(attempt), nil
+	return p.backoff(attempt), resp.Status
 }
 
 // backoff is the exponential wait before retry number attempt+1.

@@ -1,0 +1,417 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+)
+
+// mediaTypeArtifactManifest is the (withdrawn) OCI artifact manifest, which
+// oras-go still walks.
+const mediaTypeArtifactManifest = "application/vnd.oci.artifact.manifest.v1+json"
+
+// PlanOptions configure [PlanCopy]. The zero value plans a copy into a
+// destination that holds nothing, with no local store, concurrency 5 and
+// non-distributable layers left out.
+type PlanOptions struct {
+	// Local is the local content store the copy reads through (blobs it
+	// holds are not fetched from the source). nil means there is none.
+	Local content.ReadOnlyStorage
+	// Dest is the destination, asked with Exists (for a registry, one HEAD
+	// request per blob or manifest). nil means it holds nothing.
+	Dest content.ReadOnlyStorage
+	// ThroughLocal says that the copy makes every blob local before it
+	// writes it, as [Gather] does for a layout: what Dest has is then still
+	// fetched when Local lacks it, and is only reported. Without it the
+	// plan follows [CopyToRepo]: content Dest has is neither fetched nor
+	// sent, and nothing below a manifest Dest has is looked at.
+	ThroughLocal bool
+	// IncludeNonDistributable plans non-distributable (foreign) layers as
+	// ordinary blobs; by default they are listed in Plan.LeftOut.
+	IncludeNonDistributable bool
+	// Concurrency bounds the requests in flight. <= 0 means 5.
+	Concurrency int
+}
+
+// PlanBytes counts the blobs (manifests, indexes, configs and layers) of a
+// plan, or of the part of it attributed to one node, each digest once.
+type PlanBytes struct {
+	// Blobs is the number of distinct blobs and Total their bytes.
+	Blobs int   `json:"blobs"`
+	Total int64 `json:"bytes"`
+	// Fetch is the bytes the copy will download from the source.
+	Fetch int64 `json:"fetch"`
+	// Local is the bytes the copy will read from the local store instead
+	// of the source.
+	Local int64 `json:"store"`
+	// Dest is the bytes the destination already has. Without
+	// PlanOptions.ThroughLocal, Fetch + Local + Dest = Total; with it,
+	// Fetch + Local = Total and Dest overlaps them.
+	Dest int64 `json:"destination"`
+	// LeftOut is the bytes of non-distributable layers left out (not part
+	// of Total).
+	LeftOut int64 `json:"leftOut"`
+}
+
+// ToWrite returns the bytes the copy will write at the destination:
+// Total - Dest.
+func (b PlanBytes) ToWrite() int64 { return b.Total - b.Dest }
+
+func (b *PlanBytes) add(pb PlannedBlob) {
+	b.Blobs++
+	b.Total += pb.Desc.Size
+	if pb.Fetch {
+		b.Fetch += pb.Desc.Size
+	}
+	if pb.FromLocal {
+		b.Local += pb.Desc.Size
+	}
+	if pb.AtDest {
+		b.Dest += pb.Desc.Size
+	}
+}
+
+// PlannedBlob is one blob of a plan.
+type PlannedBlob struct {
+	// Desc is the blob's descriptor as its parent lists it (the node's own
+	// descriptor for a node).
+	Desc ocispec.Descriptor
+	// Node is the first node, in Graph.Nodes order, whose content reaches
+	// the blob; the blob's bytes count for that node only.
+	Node *Node
+	// Fetch is true when the copy downloads the blob from the source.
+	Fetch bool
+	// FromLocal is true when the copy reads it from the local store.
+	FromLocal bool
+	// AtDest is true when the destination already has it (or, without
+	// ThroughLocal, a manifest above it).
+	AtDest bool
+}
+
+// NodePlan is the part of a plan attributed to one node.
+type NodePlan struct {
+	// Node is the graph node.
+	Node *Node
+	// AtDest is true when the destination already has the node's manifest
+	// or index.
+	AtDest bool
+	// Bytes counts the blobs first reached from this node.
+	Bytes PlanBytes
+}
+
+// LeftOutBlob is a blob the copy leaves out.
+type LeftOutBlob struct {
+	// Node is the first node whose content lists the blob.
+	Node *Node
+	// Desc is the blob's descriptor.
+	Desc ocispec.Descriptor
+	// Reason says why, for example "non-distributable".
+	Reason string
+}
+
+// Plan is what copying a graph will do, computed by [PlanCopy] before
+// anything moves. It is read-only and safe for concurrent reads.
+type Plan struct {
+	// Graph is the planned graph.
+	Graph *Graph
+	// Nodes has one entry per Graph.Nodes, in the same order.
+	Nodes []NodePlan
+	// Blobs lists every blob once, in attribution order: node by node,
+	// each node's manifest, then depth first what it references.
+	Blobs []PlannedBlob
+	// LeftOut lists the blobs left out, each digest once.
+	LeftOut []LeftOutBlob
+	// Total counts every blob once.
+	Total PlanBytes
+}
+
+// PlanCopy computes, without copying anything, what copying g from src
+// will do: for each node and in total, the bytes to fetch from the source,
+// the bytes the local store already holds and the bytes the destination
+// already has. A blob shared by several nodes counts once, for the first
+// node (in Graph.Nodes order) that reaches it.
+//
+// PlanCopy reads every manifest and index of the graph through src (a
+// caching source keeps them; discovery has usually read them already), asks
+// opts.Local and opts.Dest with Exists, and reads no config or layer. It
+// follows the copy's rules: without opts.ThroughLocal, content below a
+// manifest the destination has is not asked about (a registry never holds
+// a manifest without its blobs). Blobs the copy mounts from another
+// repository of the destination's registry count as fetched, and the
+// ImageLocations images CopyToRepo adds are not counted. Requests run
+// concurrently, bounded by opts.Concurrency. PlanCopy is safe for
+// concurrent use if src, Local and Dest are.
+func PlanCopy(ctx context.Context, src Source, g *Graph, opts PlanOptions) (*Plan, error) {
+	p := &planner{
+		route:   newRouter(src, g),
+		opts:    opts,
+		limit:   newLimiter(opts.Concurrency),
+		kids:    map[digest.Digest][]ocispec.Descriptor{},
+		foreign: map[digest.Digest][]ocispec.Descriptor{},
+	}
+	if err := p.readTree(ctx, g); err != nil {
+		return nil, err
+	}
+	plan := p.attribute(g)
+	if err := p.locate(ctx, g, plan); err != nil {
+		return nil, err
+	}
+	index := make(map[*Node]int, len(plan.Nodes))
+	for i, np := range plan.Nodes {
+		index[np.Node] = i
+	}
+	for _, pb := range plan.Blobs {
+		np := &plan.Nodes[index[pb.Node]]
+		np.Bytes.add(pb)
+		plan.Total.add(pb)
+		if pb.Desc.Digest == np.Node.Desc.Digest {
+			np.AtDest = pb.AtDest
+		}
+	}
+	for _, lo := range plan.LeftOut {
+		plan.Nodes[index[lo.Node]].Bytes.LeftOut += lo.Desc.Size
+		plan.Total.LeftOut += lo.Desc.Size
+	}
+	return plan, nil
+}
+
+// newRouter returns a router that reads each node from its repository.
+func newRouter(src Source, g *Graph) *router {
+	r := &router{repos: newRepoCache(src), owners: make(map[digest.Digest][]string)}
+	for _, n := range g.Nodes {
+		r.own(n.Desc.Digest, n.Repo)
+	}
+	return r
+}
+
+// planner holds the state of one PlanCopy call.
+type planner struct {
+	route *router
+	opts  PlanOptions
+	limit limiter
+
+	// Written by readTree only, read-only afterwards.
+	kids    map[digest.Digest][]ocispec.Descriptor // manifest -> distributable successors
+	foreign map[digest.Digest][]ocispec.Descriptor // manifest -> non-distributable layers
+}
+
+// hasSuccessors reports whether oras-go's Successors reads a descriptor of
+// this media type.
+func hasSuccessors(mt string) bool {
+	return isImageManifest(mt) || isIndex(mt) || mt == mediaTypeArtifactManifest
+}
+
+// readTree reads every manifest and index below the nodes, level by level,
+// concurrently.
+func (p *planner) readTree(ctx context.Context, g *Graph) error {
+	seen := map[digest.Digest]bool{}
+	var frontier []ocispec.Descriptor
+	for _, n := range g.Nodes {
+		if !seen[n.Desc.Digest] {
+			seen[n.Desc.Digest] = true
+			frontier = append(frontier, n.Desc)
+		}
+	}
+	for len(frontier) > 0 {
+		succ := make([][]ocispec.Descriptor, len(frontier))
+		err := forEach(ctx, len(frontier), func(ctx context.Context, i int) error {
+			d := frontier[i]
+			if !hasSuccessors(d.MediaType) {
+				return nil
+			}
+			if d.Size > maxMetadataBytes {
+				return fmt.Errorf("manifest %s is %d bytes: %w", d.Digest, d.Size, ErrTooLarge)
+			}
+			if err := p.limit.acquire(ctx); err != nil {
+				return err
+			}
+			s, err := content.Successors(ctx, p.route, d)
+			p.limit.release()
+			if err != nil {
+				return fmt.Errorf("plan: %s: %w", d.Digest, err)
+			}
+			p.route.adopt(d.Digest, s)
+			succ[i] = s
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var next []ocispec.Descriptor
+		for i, d := range frontier {
+			for _, s := range succ[i] {
+				if isNonDistributable(s) {
+					p.foreign[d.Digest] = append(p.foreign[d.Digest], s)
+					continue
+				}
+				p.kids[d.Digest] = append(p.kids[d.Digest], s)
+				if !seen[s.Digest] {
+					seen[s.Digest] = true
+					next = append(next, s)
+				}
+			}
+		}
+		frontier = next
+	}
+	return nil
+}
+
+// below returns what the copy takes along with the manifest d: its
+// distributable successors, then its non-distributable layers when they
+// are included.
+func (p *planner) below(d digest.Digest) []ocispec.Descriptor {
+	out := p.kids[d]
+	if p.opts.IncludeNonDistributable {
+		out = append(out[:len(out):len(out)], p.foreign[d]...)
+	}
+	return out
+}
+
+// attribute lists every blob once, each for the first node reaching it,
+// and the non-distributable layers left out.
+func (p *planner) attribute(g *Graph) *Plan {
+	plan := &Plan{Graph: g, Nodes: make([]NodePlan, len(g.Nodes))}
+	claimed := map[digest.Digest]bool{}
+	leftOut := map[digest.Digest]bool{}
+	var visit func(n *Node, d ocispec.Descriptor)
+	visit = func(n *Node, d ocispec.Descriptor) {
+		if claimed[d.Digest] {
+			return
+		}
+		claimed[d.Digest] = true
+		plan.Blobs = append(plan.Blobs, PlannedBlob{Desc: plain(d), Node: n})
+		for _, s := range p.below(d.Digest) {
+			visit(n, s)
+		}
+		if !p.opts.IncludeNonDistributable {
+			for _, l := range p.foreign[d.Digest] {
+				if !leftOut[l.Digest] {
+					leftOut[l.Digest] = true
+					plan.LeftOut = append(plan.LeftOut, LeftOutBlob{Node: n, Desc: plain(l), Reason: "non-distributable"})
+				}
+			}
+		}
+	}
+	for i, n := range g.Nodes {
+		plan.Nodes[i].Node = n
+		visit(n, n.Desc)
+	}
+	return plan
+}
+
+// locate finds out where each blob of plan is: at the destination, in the
+// local store, or only at the source.
+func (p *planner) locate(ctx context.Context, g *Graph, plan *Plan) error {
+	// Which blobs the copy reaches, and which of them Dest has.
+	atDest := map[digest.Digest]bool{}
+	needed := map[digest.Digest]bool{}
+	switch {
+	case p.opts.Dest == nil:
+		for _, pb := range plan.Blobs {
+			needed[pb.Desc.Digest] = true
+		}
+	case p.opts.ThroughLocal:
+		all := make([]ocispec.Descriptor, len(plan.Blobs))
+		for i, pb := range plan.Blobs {
+			all[i] = pb.Desc
+			needed[pb.Desc.Digest] = true
+		}
+		has, err := p.exists(ctx, p.opts.Dest, all, "destination")
+		if err != nil {
+			return err
+		}
+		for i, d := range all {
+			atDest[d.Digest] = has[i]
+		}
+	default:
+		if err := p.walkDest(ctx, g, atDest, needed); err != nil {
+			return err
+		}
+	}
+	// Which of the blobs to copy Local holds.
+	inLocal := map[digest.Digest]bool{}
+	if p.opts.Local != nil {
+		var ask []ocispec.Descriptor
+		for _, pb := range plan.Blobs {
+			if needed[pb.Desc.Digest] && (p.opts.ThroughLocal || !atDest[pb.Desc.Digest]) {
+				ask = append(ask, pb.Desc)
+			}
+		}
+		has, err := p.exists(ctx, p.opts.Local, ask, "local store")
+		if err != nil {
+			return err
+		}
+		for i, d := range ask {
+			inLocal[d.Digest] = has[i]
+		}
+	}
+	for i := range plan.Blobs {
+		pb := &plan.Blobs[i]
+		d := pb.Desc.Digest
+		if p.opts.ThroughLocal {
+			pb.AtDest = atDest[d]
+			pb.FromLocal = inLocal[d]
+			pb.Fetch = !inLocal[d]
+			continue
+		}
+		pb.AtDest = !needed[d] || atDest[d]
+		pb.FromLocal = !pb.AtDest && inLocal[d]
+		pb.Fetch = !pb.AtDest && !inLocal[d]
+	}
+	return nil
+}
+
+// walkDest follows oras-go's CopyGraph: from the nodes down, each blob
+// reached is asked at Dest, and the copy descends only into manifests Dest
+// lacks. needed gets every blob reached, atDest those Dest has.
+func (p *planner) walkDest(ctx context.Context, g *Graph, atDest, needed map[digest.Digest]bool) error {
+	var frontier []ocispec.Descriptor
+	for _, n := range g.Nodes {
+		if !needed[n.Desc.Digest] {
+			needed[n.Desc.Digest] = true
+			frontier = append(frontier, plain(n.Desc))
+		}
+	}
+	for len(frontier) > 0 {
+		has, err := p.exists(ctx, p.opts.Dest, frontier, "destination")
+		if err != nil {
+			return err
+		}
+		var next []ocispec.Descriptor
+		for i, d := range frontier {
+			if has[i] {
+				atDest[d.Digest] = true
+				continue
+			}
+			for _, s := range p.below(d.Digest) {
+				if !needed[s.Digest] {
+					needed[s.Digest] = true
+					next = append(next, s)
+				}
+			}
+		}
+		frontier = next
+	}
+	return nil
+}
+
+// exists asks st about every descriptor, concurrently under the limit.
+func (p *planner) exists(ctx context.Context, st content.ReadOnlyStorage, descs []ocispec.Descriptor, what string) ([]bool, error) {
+	out := make([]bool, len(descs))
+	err := forEach(ctx, len(descs), func(ctx context.Context, i int) error {
+		if err := p.limit.acquire(ctx); err != nil {
+			return err
+		}
+		ok, err := st.Exists(ctx, descs[i])
+		p.limit.release()
+		if err != nil {
+			return fmt.Errorf("plan: %s %s: %w", what, descs[i].Digest, err)
+		}
+		out[i] = ok
+		return nil
+	})
+	return out, err
+}
