@@ -4,9 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
 	orasregistry "oras.land/oras-go/v2/registry"
 
 	"github.com/ferry-oci/ferry/graph"
@@ -32,7 +40,10 @@ type copyOptions struct {
 	includeNonDistributable bool
 	repoBasedTags           bool
 	cosignSignatures        bool
+	referrers               bool
 	resume                  bool
+	dryRun                  bool
+	json                    bool
 	registry                registryFlags
 	store                   storeFlags
 }
@@ -48,13 +59,31 @@ OCI image-layout directory. In a repository, each copied image is also tagged
 sha256-<hex>.imgpkg and each bundle gets an ImageLocations cache image, as imgpkg does.
 
 A tarball written by --to-tar is a standard OCI image layout: skopeo, oras, umoci,
-regctl, crane and containerd read it as it is. --tar also reads imgpkg's own tarballs.`,
+regctl, crane and containerd read it as it is. --tar also reads imgpkg's own tarballs.
+
+Progress: when standard error is a terminal, live bars show each blob being
+transferred and the whole copy (bytes, rate, time left); otherwise only the plain
+"copy | ..." lines are printed.
+
+--dry-run shows what would be copied and, per image and in total, the bytes to
+fetch from the source, the bytes already in the local store and the bytes already
+at the destination (one HEAD request per blob for a repository), then stops.
+Finding the images still reads their manifests, the bundles' configs and the
+bundle layers through the local store (they stay there, so the copy does not
+fetch them again); no other layer is downloaded and nothing is written to the
+destination. --json prints one JSON document on standard output: the plan with
+--dry-run, otherwise the result (roots, destination references, and per image and
+in total the bytes moved, skipped because the destination had them, mounted,
+fetched and served by the store).`,
 		Example: `  # Option 1 of the air-gapped workflow: one machine sees both registries
   ferry copy -b index.docker.io/user1/simple-app-bundle:v1.0.0 --to-repo registry.corp.com/apps/simple-app-bundle
 
   # Option 2: through a tarball carried across the air gap
   ferry copy -b index.docker.io/user1/simple-app-bundle:v1.0.0 --to-tar /tmp/my-image.tar
   ferry copy --tar /tmp/my-image.tar --to-repo registry.corp.com/apps/simple-app-bundle
+
+  # See what a copy would move before moving it
+  ferry copy -b index.docker.io/user1/simple-app-bundle:v1.0.0 --to-repo registry.corp.com/apps/simple-app-bundle --dry-run
 
   # Copy the images of a lock file and write where they landed
   ferry copy --lock images.yml --to-repo registry.corp.com/apps/images --lock-output relocated.yml`,
@@ -77,7 +106,10 @@ regctl, crane and containerd read it as it is. --tar also reads imgpkg's own tar
 	f.BoolVar(&o.includeNonDistributable, "include-non-distributable-layers", false, "Include non-distributable layers")
 	f.BoolVar(&o.repoBasedTags, "repo-based-tags", false, "Allow ferry to use repository-based tags for convenience")
 	f.BoolVar(&o.cosignSignatures, "cosign-signatures", false, "Find and copy cosign signatures (sha256-<hex>.sig) and attestations (.att, .sbom) of images")
+	f.BoolVar(&o.referrers, "referrers", true, "Find and copy the OCI 1.1 referrers (signatures, SBOMs, attestations) of every image, through the referrers API or its sha256-<hex> tag fallback; --referrers=false turns it off")
 	f.BoolVar(&o.resume, "resume", false, "Resume copy (accepted for imgpkg compatibility; ferry always resumes)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "Show what would be copied and the bytes to fetch, already in the store and already at the destination, per image and in total; copy nothing")
+	f.BoolVar(&o.json, "json", false, "Print one JSON document on stdout: the result of the copy (with --dry-run, the plan)")
 	o.registry.bind(f)
 	o.store.bind(f, true)
 	return cmd
@@ -94,6 +126,26 @@ func countSet(values ...string) int {
 	return n
 }
 
+// copyRun is the state of one copy command once its flags are checked.
+type copyRun struct {
+	o      *copyOptions
+	s      streams
+	client *registry.Client
+	dst    registryReference // --to-repo, parsed
+	src    graph.Source
+	// fromFile: the source is a layout or a tarball (no store in front).
+	fromFile bool
+	st       *store.Store // nil with --no-store and a repository destination
+	// srcCached: the source reads through st.
+	srcCached bool
+	g         *graph.Graph
+	rec       *readRecorder
+	status    *statusLines
+	tty       bool // draw progress bars
+	logf      func(format string, args ...any)
+	warn      func(msg string)
+}
+
 func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 	ctx := cmd.Context()
 	if countSet(o.bundleRef, o.imageRef, o.lockPath, o.tarPath, o.layoutDir) != 1 {
@@ -105,36 +157,39 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 	if o.lockOutput != "" && o.toRepo == "" {
 		return errors.New("--lock-output is only available with --to-repo")
 	}
-	logf := func(format string, args ...any) { fmt.Fprintf(s.Err, "copy | "+format+"\n", args...) }
-	warn := func(msg string) { fmt.Fprintf(s.Err, "Warning: %s\n", msg) }
+	if o.lockOutput != "" && o.dryRun {
+		return errors.New("--lock-output cannot be used with --dry-run: nothing is copied")
+	}
+	r := &copyRun{o: o, s: s, status: &statusLines{w: s.Err}}
+	r.logf = func(format string, args ...any) { r.status.printf("copy | "+format+"\n", args...) }
+	r.warn = func(msg string) { r.status.printf("Warning: %s\n", msg) }
+	r.tty = !o.dryRun && isTerminal(s.Err, os.Getenv)
 
-	client, err := o.registry.client()
-	if err != nil {
+	var err error
+	if r.client, err = o.registry.client(); err != nil {
 		return err
 	}
-	var dst registryReference
 	if o.toRepo != "" {
-		if dst, err = client.ParseReference(o.toRepo); err != nil {
+		if r.dst, err = r.client.ParseReference(o.toRepo); err != nil {
 			return fmt.Errorf("--to-repo: %w", err)
 		}
-		if dst.Reference != "" {
+		if r.dst.Reference != "" {
 			return fmt.Errorf("--to-repo %q: expected a repository without tag or digest", o.toRepo)
 		}
 	}
 	var (
-		src      graph.Source
-		roots    []graph.RootSpec
-		cosign   = o.cosignSignatures
-		fromFile = o.tarPath != "" || o.layoutDir != ""
+		roots  []graph.RootSpec
+		cosign = o.cosignSignatures
 	)
-	if fromFile {
+	r.fromFile = o.tarPath != "" || o.layoutDir != ""
+	if r.fromFile {
 		path := o.tarPath + o.layoutDir
 		layout, err := openLayout(ctx, path)
 		if err != nil {
 			return err
 		}
 		defer layout.Close()
-		src = layoutSource{layout: layout}
+		r.src = layoutSource{layout: layout}
 		roots = layoutRootSpecs(layout.Roots())
 		if len(roots) == 0 {
 			return fmt.Errorf("%s: the layout lists no image", path)
@@ -150,45 +205,50 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 	// The content store: every download passes through it, and a layout is
 	// written from it. --no-store skips it for registry destinations and
 	// uses a throw-away one for layouts.
-	st, err := o.store.open(cmd)
-	if err != nil {
+	if r.st, err = o.store.open(cmd); err != nil {
 		return err
 	}
-	if st == nil && o.toRepo == "" {
+	if r.st == nil && o.toRepo == "" {
 		tmp, cleanup, err := temporaryStore(cmd)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		st = tmp
+		r.st = tmp
 	}
-	if !fromFile {
-		src = registrySource{client: client, store: st}
+	if !r.fromFile {
+		r.src = registrySource{client: r.client, store: r.st}
+		r.srcCached = r.st != nil
 	}
+	r.rec = newReadRecorder(r.st)
+	r.src = r.rec.source(r.src)
 
-	g, err := graph.Discover(ctx, src, roots, graph.DiscoverOptions{
+	r.g, err = graph.Discover(ctx, r.src, roots, graph.DiscoverOptions{
 		CosignSignatures: cosign,
+		Referrers:        o.referrers,
 		Concurrency:      o.concurrency,
 	})
 	if err != nil {
-		return err
+		return r.describeSourceError(err, roots)
 	}
-	if !fromFile {
-		logf("exporting %d images...", len(g.Nodes))
-		for _, n := range g.Nodes {
-			logf("will export %s", n.Location())
+	if !r.fromFile {
+		r.logf("exporting %d images...", len(r.g.Nodes))
+		for _, n := range r.g.Nodes {
+			r.logf("will export %s", n.Location())
 		}
-		logf("exported %d images", len(g.Nodes))
+		r.logf("exported %d images", len(r.g.Nodes))
 	}
 
-	if o.toRepo != "" {
-		if err := copyToRepo(ctx, o, client, dst, src, fromFile, g, logf, warn); err != nil {
-			return err
-		}
-	} else {
-		if err := copyToLayout(ctx, s, o, st, src, !fromFile, g, logf, warn); err != nil {
-			return err
-		}
+	switch {
+	case o.dryRun:
+		err = r.plan(ctx)
+	case o.toRepo != "":
+		err = r.copyToRepo(ctx)
+	default:
+		err = r.copyToLayout(ctx)
+	}
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(s.Err, "Succeeded")
 	return nil
@@ -197,21 +257,146 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 // registryReference is a parsed registry reference.
 type registryReference = orasregistry.Reference
 
-// copyToRepo copies g into --to-repo and writes --lock-output.
-func copyToRepo(ctx context.Context, o *copyOptions, client *registry.Client, dst registryReference, src graph.Source, fromFile bool, g *graph.Graph, logf func(string, ...any), warn func(string)) error {
-	destRepo := dst.Registry + "/" + dst.Repository
-	target, err := client.Repository(ctx, destRepo)
+// destRepo is the --to-repo repository as "host/path".
+func (r *copyRun) destRepo() string {
+	if r.o.toRepo == "" {
+		return ""
+	}
+	return r.dst.Registry + "/" + r.dst.Repository
+}
+
+// local is the store the copy reads through, for planning: none when the
+// source is read directly into a repository.
+func (r *copyRun) local() content.ReadOnlyStorage {
+	if r.st == nil || (r.o.toRepo != "" && !r.srcCached) {
+		return nil
+	}
+	return r.st
+}
+
+// layoutDest is the --to-oci-layout directory as plan destination when it
+// exists; nil otherwise (and for --to-tar, which is written anew).
+func (r *copyRun) layoutDest() content.ReadOnlyStorage {
+	if r.o.toLayout == "" {
+		return nil
+	}
+	if fi, err := os.Stat(r.o.toLayout); err != nil || !fi.IsDir() {
+		return nil
+	}
+	return layoutDirBlobs{dir: r.o.toLayout}
+}
+
+// wrapReader composes what watches the source reads: the record of
+// fetches when the source has no store in front, and the progress bars.
+func (r *copyRun) wrapReader(prog *copyProgress) func(ocispec.Descriptor, io.ReadCloser) io.ReadCloser {
+	record := !r.srcCached
+	if !record && prog == nil {
+		return nil
+	}
+	return func(desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser {
+		if record {
+			rc = r.rec.wrap(desc, rc)
+		}
+		if prog != nil {
+			rc = prog.wrap(desc, rc)
+		}
+		return rc
+	}
+}
+
+// plan prints what the copy would do (--dry-run).
+func (r *copyRun) plan(ctx context.Context) error {
+	o := r.o
+	var (
+		dest     content.ReadOnlyStorage
+		destName string
+		destDoc  destinationJSON
+	)
+	switch {
+	case o.toRepo != "":
+		target, err := r.client.Repository(ctx, r.destRepo())
+		if err != nil {
+			return err
+		}
+		dest, destName = target, r.destRepo()
+		destDoc = destinationJSON{Type: "repository", Repository: r.destRepo()}
+	case o.toLayout != "":
+		dest, destName = r.layoutDest(), o.toLayout
+		destDoc = destinationJSON{Type: "oci-layout", Path: o.toLayout}
+	default:
+		destName = o.toTar
+		destDoc = destinationJSON{Type: "tar", Path: o.toTar}
+	}
+	plan, err := graph.PlanCopy(ctx, r.src, r.g, graph.PlanOptions{
+		Local:                   r.local(),
+		Dest:                    dest,
+		ThroughLocal:            o.toRepo == "",
+		IncludeNonDistributable: o.includeNonDistributable,
+		Concurrency:             o.concurrency,
+	})
+	if err != nil {
+		if o.toRepo != "" {
+			return r.client.DescribeError(err, r.dst)
+		}
+		return err
+	}
+	discovered := r.rec.fetchedBytes()
+	if o.json {
+		if err := writeJSON(r.s.Out, planDocument(plan, destDoc, r.destRepo(), discovered)); err != nil {
+			return err
+		}
+	} else if err := printPlan(r.s.Out, plan, destName, o.toRepo == "", discovered); err != nil {
+		return err
+	}
+	r.logf("dry run: nothing was copied")
+	return nil
+}
+
+// planForCopy plans the copy when progress bars (which need totals and
+// blob names) or the JSON result (which needs each blob's image) want it.
+// Only the bars need the destination asked.
+func (r *copyRun) planForCopy(ctx context.Context, dest content.ReadOnlyStorage) (*graph.Plan, error) {
+	if !r.tty && !r.o.json {
+		return nil, nil
+	}
+	if !r.tty && r.o.toRepo != "" {
+		dest = nil // the copy's own outcomes say what was there
+	}
+	return graph.PlanCopy(ctx, r.src, r.g, graph.PlanOptions{
+		Local:                   r.local(),
+		Dest:                    dest,
+		ThroughLocal:            r.o.toRepo == "",
+		IncludeNonDistributable: r.o.includeNonDistributable,
+		Concurrency:             r.o.concurrency,
+	})
+}
+
+// copyToRepo copies the graph into --to-repo and writes --lock-output.
+func (r *copyRun) copyToRepo(ctx context.Context) error {
+	o, destRepo := r.o, r.destRepo()
+	target, err := r.client.Repository(ctx, destRepo)
 	if err != nil {
 		return err
 	}
+	plan, err := r.planForCopy(ctx, target)
+	if err != nil {
+		return r.client.DescribeError(err, r.dst)
+	}
+	var prog *copyProgress
+	if r.tty {
+		prog = newCopyProgress(ctx, r.s.Err, r.status, blobLabels(plan), false)
+		defer prog.stop()
+		prog.phase("copy", plan.Total.Fetch+plan.Total.Local)
+	}
 	var mu sync.Mutex
-	logf("importing %d images...", len(g.Nodes))
-	res, err := graph.CopyToRepo(ctx, src, g, target, graph.CopyOptions{
+	done := newOutcomes()
+	r.logf("importing %d images...", len(r.g.Nodes))
+	res, err := graph.CopyToRepo(ctx, r.src, r.g, target, graph.CopyOptions{
 		Concurrency:             o.concurrency,
 		IncludeNonDistributable: o.includeNonDistributable,
 		RepoBasedTags:           o.repoBasedTags,
 		DestRepo:                destRepo,
-		SameRegistry:            func(repo string) bool { return registryHost(repo) == dst.Registry },
+		SameRegistry:            func(repo string) bool { return registryHost(repo) == r.dst.Registry },
 		OnCopy: func(n *graph.Node, skipped bool) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -220,34 +405,57 @@ func copyToRepo(ctx context.Context, o *copyOptions, client *registry.Client, ds
 				suffix = " (already present)"
 			}
 			from := n.Location() // where it is read from
-			if fromFile {
+			if r.fromFile {
 				from = n.Ref // a layout holds everything; name it as first met
 			}
-			logf("importing %s -> %s@%s%s", from, destRepo, n.Desc.Digest, suffix)
+			r.logf("importing %s -> %s@%s%s", from, destRepo, n.Desc.Digest, suffix)
 		},
-		OnWarning: warn,
+		OnWarning:  r.warn,
+		OnBlob:     done.record,
+		WrapReader: r.wrapReader(prog),
 	})
-	if err != nil {
-		return client.DescribeError(err, dst)
+	if prog != nil {
+		prog.stop()
 	}
-	logf("imported %d images", len(g.Nodes))
+	if err != nil {
+		return r.client.DescribeError(err, r.dst)
+	}
+	r.logf("imported %d images", len(r.g.Nodes))
 	if o.lockOutput != "" {
-		return writeCopyLock(res, o.lockOutput)
+		if err := writeCopyLock(res, o.lockOutput); err != nil {
+			return err
+		}
+	}
+	if o.json {
+		dest := destinationJSON{Type: "repository", Repository: destRepo, LockOutput: o.lockOutput}
+		return writeJSON(r.s.Out, copyResult(plan, dest, destRepo, done, r.rec, nil))
 	}
 	return nil
 }
 
-// copyToLayout makes every blob of g local, then writes --to-tar or
-// --to-oci-layout from the store, file to file.
-func copyToLayout(ctx context.Context, s streams, o *copyOptions, st *store.Store, src graph.Source, srcCached bool, g *graph.Graph, logf func(string, ...any), warn func(string)) error {
-	gathered, err := graph.Gather(ctx, src, g, st, graph.GatherOptions{
-		SourceFillsLocal:        srcCached,
-		Concurrency:             o.concurrency,
-		IncludeNonDistributable: o.includeNonDistributable,
-		OnWarning:               warn,
-	})
+// copyToLayout makes every blob of the graph local, then writes --to-tar
+// or --to-oci-layout from the store, file to file.
+func (r *copyRun) copyToLayout(ctx context.Context) error {
+	o, st, g := r.o, r.st, r.g
+	plan, err := r.planForCopy(ctx, r.layoutDest())
 	if err != nil {
 		return err
+	}
+	var prog *copyProgress
+	if r.tty {
+		prog = newCopyProgress(ctx, r.s.Err, r.status, blobLabels(plan), false)
+		defer prog.stop()
+		prog.phase("fetch", gatherEstimate(plan))
+	}
+	gathered, err := graph.Gather(ctx, r.src, g, st, graph.GatherOptions{
+		SourceFillsLocal:        r.srcCached,
+		Concurrency:             o.concurrency,
+		IncludeNonDistributable: o.includeNonDistributable,
+		OnWarning:               r.warn,
+		WrapReader:              r.wrapReader(prog),
+	})
+	if err != nil {
+		return r.describeSourceError(err, r.g.Specs)
 	}
 	index, err := ocilayout.NewIndex(layoutRoots(g, gathered.Skipped))
 	if err != nil {
@@ -257,23 +465,73 @@ func copyToLayout(ctx context.Context, s streams, o *copyOptions, st *store.Stor
 	for _, b := range gathered.Blobs {
 		total += b.Size
 	}
+	path := o.toTar + o.toLayout
+	r.logf("writing %s (%d blobs, %s)...", path, len(gathered.Blobs), humanBytes(total))
+	var wopts ocilayout.WriteOptions
+	if prog != nil {
+		prog.phase("write", total)
+		wopts.OnBlob = prog.blobDone
+	}
 	opener := ocilayout.BlobOpenerFunc(st.Fetch)
+	dest := destinationJSON{Type: "oci-layout", Path: path}
 	if o.toTar != "" {
-		logf("writing %s (%d blobs, %s)...", o.toTar, len(gathered.Blobs), humanBytes(total))
-		sum, err := ocilayout.WriteTar(ctx, o.toTar, gathered.Blobs, index, opener, ocilayout.WriteOptions{})
+		sum, err := ocilayout.WriteTar(ctx, o.toTar, gathered.Blobs, index, opener, wopts)
 		if err != nil {
 			return err
 		}
-		logf("wrote %s: %d images, %d blobs, %s", o.toTar, len(g.Nodes), len(gathered.Blobs), humanBytes(total))
-		fmt.Fprintf(s.Out, "%s  %s\n", sum.Encoded(), o.toTar)
-		return nil
-	}
-	logf("writing %s (%d blobs, %s)...", o.toLayout, len(gathered.Blobs), humanBytes(total))
-	if err := ocilayout.WriteDir(ctx, o.toLayout, gathered.Blobs, index, opener, ocilayout.WriteOptions{}); err != nil {
+		dest = destinationJSON{Type: "tar", Path: path, SHA256: sum.Encoded()}
+	} else if err := ocilayout.WriteDir(ctx, o.toLayout, gathered.Blobs, index, opener, wopts); err != nil {
 		return err
 	}
-	logf("wrote %s: %d images, %d blobs, %s", o.toLayout, len(g.Nodes), len(gathered.Blobs), humanBytes(total))
+	if prog != nil {
+		prog.stop() // before stdout, which may be the same terminal
+	}
+	if dest.SHA256 != "" && !o.json {
+		fmt.Fprintf(r.s.Out, "%s  %s\n", dest.SHA256, o.toTar)
+	}
+	r.logf("wrote %s: %d images, %d blobs, %s", path, len(g.Nodes), len(gathered.Blobs), humanBytes(total))
+	if o.json {
+		had := map[digest.Digest]bool{}
+		for _, pb := range plan.Blobs {
+			had[pb.Desc.Digest] = pb.AtDest
+		}
+		return writeJSON(r.s.Out, copyResult(plan, dest, "", nil, r.rec, func(d digest.Digest) bool { return had[d] }))
+	}
 	return nil
+}
+
+// gatherEstimate is what Gather will read from the source: the blobs the
+// store lacks, and every manifest again.
+func gatherEstimate(p *graph.Plan) int64 {
+	n := p.Total.Fetch
+	for _, pb := range p.Blobs {
+		if pb.FromLocal && isManifestType(pb.Desc.MediaType) {
+			n += pb.Desc.Size
+		}
+	}
+	return n
+}
+
+// layoutDirBlobs answers Exists for the blobs of an OCI layout directory
+// as WriteDir decides to keep them: a regular file of the right size.
+type layoutDirBlobs struct{ dir string }
+
+func (l layoutDirBlobs) Exists(_ context.Context, desc ocispec.Descriptor) (bool, error) {
+	if desc.Digest.Validate() != nil {
+		return false, nil
+	}
+	fi, err := os.Stat(filepath.Join(l.dir, "blobs", desc.Digest.Algorithm().String(), desc.Digest.Encoded()))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	return fi.Mode().IsRegular() && fi.Size() == desc.Size, nil
+}
+
+func (l layoutDirBlobs) Fetch(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("blob %s: layout destination is not read: %w", desc.Digest, errdef.ErrUnsupported)
 }
 
 // rootSpecs turns the source flags into graph roots.
@@ -338,4 +596,19 @@ func writeCopyLock(res *graph.Result, path string) error {
 		return fmt.Errorf("lock output %s: %w", path, err)
 	}
 	return lockfile.WriteFile(path, data)
+}
+
+// describeSourceError says, for an access refused (401/403) while reading
+// the source, which registry refused and which credentials were tried. The
+// registry client names the registry from the refused request itself, so
+// the first root's reference only stands in when the error does not say.
+func (r *copyRun) describeSourceError(err error, roots []graph.RootSpec) error {
+	if r.fromFile || len(roots) == 0 {
+		return err
+	}
+	ref, perr := r.client.ParseReference(roots[0].Ref)
+	if perr != nil {
+		return err
+	}
+	return r.client.DescribeError(err, ref)
 }

@@ -99,8 +99,12 @@ func repoOf(ref string) string {
 
 // layoutRoots lists the index.json roots of a layout written for g: every
 // node (bundles, the images and indexes they list, the roots asked for,
-// signatures), with the tags, requests and skipped layers a later
+// signatures, referrers), with the tags, requests and skipped layers a later
 // copy --tar --to-repo needs to finish the job without any registry.
+// Referrers are listed untagged and without requests: a copy from the
+// layout finds them again as referrers of their subjects (the layout lists
+// its referrers by scanning the manifests of index.json), so
+// --referrers=false leaves them out there too.
 func layoutRoots(g *graph.Graph, skipped map[digest.Digest][]ocispec.Descriptor) []ocilayout.Root {
 	requests := map[*graph.Node][]ocilayout.Request{}
 	rootBundle := map[*graph.Node]bool{}
@@ -114,7 +118,8 @@ func layoutRoots(g *graph.Graph, skipped map[digest.Digest][]ocispec.Descriptor)
 	}
 	var roots []ocilayout.Root
 	for _, n := range g.Nodes {
-		desc := ocispec.Descriptor{MediaType: n.Desc.MediaType, Digest: n.Desc.Digest, Size: n.Desc.Size}
+		// A referrer keeps its artifact type, so that index.json says what it is.
+		desc := ocispec.Descriptor{MediaType: n.Desc.MediaType, Digest: n.Desc.Digest, Size: n.Desc.Size, ArtifactType: n.Desc.ArtifactType}
 		r := ocilayout.Root{
 			Desc:          desc,
 			OriginalRef:   n.Ref,

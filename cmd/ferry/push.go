@@ -103,7 +103,7 @@ func runPush(cmd *cobra.Command, s streams, o *pushOptions) error {
 		return err
 	}
 	if err := graph.PushImage(ctx, repo, img, tag); err != nil {
-		return fmt.Errorf("pushing to %s: %w", ref, err)
+		return fmt.Errorf("pushing to %s: %w", ref, client.DescribeError(err, parsed))
 	}
 	repoName := parsed.Registry + "/" + parsed.Repository
 	pushed := repoName + "@" + img.ManifestDesc.Digest.String()

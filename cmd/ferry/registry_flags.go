@@ -21,9 +21,14 @@ type registryFlags struct {
 	anon                  bool
 	responseHeaderTimeout time.Duration
 	retryCount            int
+
+	// fs is the command's flag set, where the root's --debug is found at
+	// run time (see debugLog).
+	fs *pflag.FlagSet
 }
 
 func (f *registryFlags) bind(fs *pflag.FlagSet) {
+	f.fs = fs
 	fs.StringSliceVar(&f.caCertPaths, "registry-ca-cert-path", nil, "Add CA certificates for registry API (format: /tmp/foo) (can be specified multiple times)")
 	fs.BoolVar(&f.verifyCerts, "registry-verify-certs", true, "Set whether to verify server's certificate chain and host name")
 	fs.BoolVar(&f.insecure, "registry-insecure", false, "Allow the use of http when interacting with registries")
@@ -71,6 +76,7 @@ func (f *registryFlags) options(getenv func(string) string) registry.Options {
 		RetryCount:            retries,
 		UserAgent:             "ferry/" + versionString(),
 		Getenv:                getenv,
+		DebugLog:              debugLog(f.fs),
 	}
 }
 

@@ -34,11 +34,14 @@ It keeps imgpkg's command-line surface, lock files and registry conventions.`,
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
+	addDebugFlag(root, s)
 	root.AddCommand(
 		newVersionCmd(s),
 		newPushCmd(s),
 		newCopyCmd(s),
 		newPullCmd(s),
+		newDescribeCmd(s),
+		newTagCmd(s),
 		newStoreCmd(s),
 		newTarCmd(s),
 	)
