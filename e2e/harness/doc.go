@@ -13,8 +13,10 @@
 //   - StartProxy puts a reverse proxy in front of a registry. It counts
 //     requests by method and path class, counts the blob bytes it serves and
 //     receives, and injects faults (a response cut after N body bytes, a
-//     body throttled to a rate, or a canned status) chosen per request by a
-//     hook.
+//     connection reset, a body or an upload throttled to a rate, a flipped
+//     byte in a body, or a canned status such as 503 or 429 with
+//     Retry-After) chosen per request by a hook; its log records when each
+//     request started and ended.
 //   - Builder pushes fixtures with oras-go, never with ferry: images (OCI or
 //     Docker schema2, optional shared base layer and non-distributable
 //     layer), OCI indexes and Docker manifest lists, imgpkg bundles with an

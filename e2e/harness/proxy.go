@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,9 @@ type RequestRecord struct {
 	UploadBytes int64
 	// Fault is the fault injected into this request, FaultNone if none.
 	Fault FaultKind
+	// Start is when the proxy received the request's headers; End is when
+	// its handler returned (after the last body byte or the fault).
+	Start, End time.Time
 }
 
 // maxRecords bounds Stats.Log; requests past it are counted but not logged.
@@ -140,8 +144,18 @@ const (
 	FaultStatus
 	// FaultThrottle forwards the request and sends the response body at
 	// no more than Rate bytes per second, so a test can act while a large
-	// response is in flight.
+	// response is in flight. A request body (an upload) is read at the same
+	// pace.
 	FaultThrottle
+	// FaultReset resets the client's TCP connection (SO_LINGER 0, so the
+	// client sees ECONNRESET, not a clean end of stream): before the request
+	// is forwarded when At is negative, otherwise after At bytes of the
+	// response body.
+	FaultReset
+	// FaultCorrupt forwards the request and flips every bit of the response
+	// body byte at offset At (counted from the first byte of this response,
+	// also for a ranged one): same length, wrong content.
+	FaultCorrupt
 )
 
 func (k FaultKind) String() string {
@@ -154,6 +168,10 @@ func (k FaultKind) String() string {
 		return "status"
 	case FaultThrottle:
 		return "throttle"
+	case FaultReset:
+		return "reset"
+	case FaultCorrupt:
+		return "corrupt"
 	}
 	return fmt.Sprintf("FaultKind(%d)", int(k))
 }
@@ -171,6 +189,9 @@ type Fault struct {
 	Body   []byte
 	// Rate is the body's pace in bytes per second (FaultThrottle).
 	Rate int64
+	// At is a response body offset: where FaultReset resets the connection
+	// (negative: before forwarding) and which byte FaultCorrupt flips.
+	At int64
 }
 
 // CutAfter returns a fault that closes the connection after n bytes of the
@@ -183,6 +204,19 @@ func CutAfter(n int64) Fault { return Fault{Kind: FaultCut, CutAfter: max(n, 0)}
 func Throttle(bytesPerSecond int64) Fault {
 	return Fault{Kind: FaultThrottle, Rate: max(bytesPerSecond, 1)}
 }
+
+// Reset returns a fault that resets the client's connection as soon as the
+// request arrives, without forwarding it.
+func Reset() Fault { return Fault{Kind: FaultReset, At: -1} }
+
+// ResetAfter returns a fault that forwards the request and resets the
+// client's connection after n bytes of the response body (n >= 0).
+func ResetAfter(n int64) Fault { return Fault{Kind: FaultReset, At: max(n, 0)} }
+
+// CorruptAt returns a fault that forwards the request and flips the bits of
+// the response body byte at offset n; a body shorter than n+1 bytes is sent
+// unchanged.
+func CorruptAt(n int64) Fault { return Fault{Kind: FaultCorrupt, At: max(n, 0)} }
 
 // RespondStatus returns a fault that answers with status and header (which
 // may be nil) and no body, without forwarding the request.
@@ -204,6 +238,26 @@ func FaultFirst(n int, match func(*http.Request) bool, f Fault) func(*http.Reque
 			return Fault{}
 		}
 		return f
+	}
+}
+
+// FaultSeq returns a fault hook that injects faults[i] into the i-th request
+// (from 0) for which match returns true (match nil matches every request),
+// and no fault once the list is used up. The hook is safe for concurrent
+// use; concurrent matching requests take the faults in the order they
+// reach the hook.
+func FaultSeq(match func(*http.Request) bool, faults ...Fault) func(*http.Request) Fault {
+	faults = slices.Clone(faults)
+	var next atomic.Int64
+	return func(r *http.Request) Fault {
+		if match != nil && !match(r) {
+			return Fault{}
+		}
+		i := next.Add(1) - 1
+		if i >= int64(len(faults)) {
+			return Fault{}
+		}
+		return faults[i]
 	}
 }
 
@@ -340,6 +394,7 @@ func (p *Proxy) resetLocked() {
 
 func (p *Proxy) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		class := ClassOf(r)
 		p.mu.Lock()
 		hook := p.fault
@@ -353,20 +408,30 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 		p.stats.Requests[RequestKey{Method: r.Method, Class: class}]++
 		p.mu.Unlock()
 
-		cw := &countingWriter{ResponseWriter: w, p: p, flushEach: f.Kind == FaultCut || f.Kind == FaultThrottle}
+		cw := &countingWriter{
+			ResponseWriter: w, p: p, resetAt: -1,
+			flushEach: f.Kind == FaultCut || f.Kind == FaultThrottle || f.Kind == FaultReset,
+		}
+		if f.Kind == FaultReset {
+			cw.resetAt = f.At
+		}
 		if r.Method == http.MethodGet && class == ClassBlob {
 			cw.blob = digest.Digest(r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
 		}
-		rec := RequestRecord{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Class: class, Range: r.Header.Get("Range"), Fault: f.Kind}
+		rec := RequestRecord{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Class: class, Range: r.Header.Get("Range"), Fault: f.Kind, Start: start}
 		var up *countingReader
 		if class == ClassUpload && (r.Method == http.MethodPut || r.Method == http.MethodPatch) && r.Body != nil && r.Body != http.NoBody {
 			up = &countingReader{ReadCloser: r.Body, p: p}
+			if f.Kind == FaultThrottle {
+				up.pace = &pacer{ctx: r.Context(), rate: f.Rate}
+			}
 			r.Body = up
 		}
 		// Recorded even when the handler aborts the connection (panic).
 		defer func() {
 			rec.Status = cw.status
 			rec.BodyBytes = cw.n.Load()
+			rec.End = time.Now()
 			if up != nil {
 				rec.UploadBytes = up.n.Load()
 			}
@@ -383,7 +448,12 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 			cw.WriteHeader(f.Status)
 			_, _ = cw.Write(f.Body)
 			return
-		case FaultCut, FaultThrottle:
+		case FaultReset:
+			if f.At < 0 {
+				_ = resetConn(w)
+				return
+			}
+		case FaultCut, FaultThrottle, FaultCorrupt:
 			r = r.WithContext(context.WithValue(r.Context(), faultKey{}, f))
 		}
 		next.ServeHTTP(cw, r)
@@ -403,7 +473,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		case FaultCut:
 			resp.Body = &cutBody{ReadCloser: resp.Body, left: f.CutAfter}
 		case FaultThrottle:
-			resp.Body = &throttledBody{ReadCloser: resp.Body, ctx: resp.Request.Context(), rate: f.Rate}
+			resp.Body = &throttledBody{ReadCloser: resp.Body, pace: pacer{ctx: resp.Request.Context(), rate: f.Rate}}
+		case FaultCorrupt:
+			resp.Body = &corruptBody{ReadCloser: resp.Body, at: f.At}
 		}
 	}
 	return nil
@@ -412,36 +484,83 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 // throttleSlices is how many slices per second a throttled body is sent in.
 const throttleSlices = 50
 
-// throttledBody paces reads at rate bytes per second from the first Read;
-// it stops waiting when ctx (the client's request) ends.
-type throttledBody struct {
-	io.ReadCloser
+// pacer paces a stream at rate bytes per second from its first use; it
+// stops waiting when ctx (the client's request) ends.
+type pacer struct {
 	ctx   context.Context
 	rate  int64
 	start time.Time
 	sent  int64
 }
 
-func (b *throttledBody) Read(p []byte) (int, error) {
-	if b.start.IsZero() {
-		b.start = time.Now()
+// wait blocks until the bytes sent so far are due and returns how many bytes
+// may be moved next (at most want, at least 1).
+func (p *pacer) wait(want int) (int, error) {
+	if p.start.IsZero() {
+		p.start = time.Now()
 	}
-	due := b.start.Add(time.Duration(float64(b.sent) / float64(b.rate) * float64(time.Second)))
+	due := p.start.Add(time.Duration(float64(p.sent) / float64(p.rate) * float64(time.Second)))
 	if wait := time.Until(due); wait > 0 {
 		timer := time.NewTimer(wait)
 		select {
-		case <-b.ctx.Done():
+		case <-p.ctx.Done():
 			timer.Stop()
-			return 0, b.ctx.Err()
+			return 0, p.ctx.Err()
 		case <-timer.C:
 		}
 	}
-	if slice := max(b.rate/throttleSlices, 1); int64(len(p)) > slice {
-		p = p[:slice]
+	if slice := max(p.rate/throttleSlices, 1); int64(want) > slice {
+		return int(slice), nil
 	}
-	n, err := b.ReadCloser.Read(p)
-	b.sent += int64(n)
+	return want, nil
+}
+
+// throttledBody paces reads of a response body.
+type throttledBody struct {
+	io.ReadCloser
+	pace pacer
+}
+
+func (b *throttledBody) Read(p []byte) (int, error) {
+	n, err := b.pace.wait(len(p))
+	if err != nil {
+		return 0, err
+	}
+	n, err = b.ReadCloser.Read(p[:n])
+	b.pace.sent += int64(n)
 	return n, err
+}
+
+// corruptBody flips the bits of the byte at offset at.
+type corruptBody struct {
+	io.ReadCloser
+	at  int64
+	off int64
+}
+
+func (c *corruptBody) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	if i := c.at - c.off; i >= 0 && i < int64(n) {
+		b[i] ^= 0xff
+	}
+	c.off += int64(n)
+	return n, err
+}
+
+// errReset ends a response on purpose with a connection reset.
+var errReset = errors.New("harness: connection reset by fault injection")
+
+// resetConn takes over the client connection behind w and closes it with
+// SO_LINGER 0, so the kernel sends a TCP RST.
+func resetConn(w http.ResponseWriter) error {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	return conn.Close()
 }
 
 // cutBody returns errCut after left bytes; the reverse proxy then aborts the
@@ -469,6 +588,8 @@ type countingWriter struct {
 	p         *Proxy
 	blob      digest.Digest // set for blob GETs
 	flushEach bool          // flush every write, so a cut leaves exactly the bytes counted on the wire
+	resetAt   int64         // reset the connection after this many body bytes; -1: never
+	reset     bool          // the connection was reset
 	status    int
 	n         atomic.Int64
 }
@@ -484,6 +605,23 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	if w.reset {
+		return 0, errReset
+	}
+	if w.resetAt >= 0 && w.n.Load()+int64(len(b)) > w.resetAt {
+		head := b[:w.resetAt-w.n.Load()]
+		n, err := w.write(head)
+		if err == nil {
+			err = errReset
+		}
+		w.reset = true
+		_ = resetConn(w.ResponseWriter)
+		return n, err
+	}
+	return w.write(b)
+}
+
+func (w *countingWriter) write(b []byte) (int, error) {
 	// Count before writing, so a client that has read the bytes never sees
 	// a snapshot without them; take back what was not written.
 	w.add(int64(len(b)))
@@ -510,15 +648,27 @@ func (w *countingWriter) add(n int64) {
 // Unwrap lets http.ResponseController reach Flush on the real writer.
 func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// countingReader counts upload body bytes read by the transport.
+// countingReader counts upload body bytes read by the transport, paced when
+// the request is throttled.
 type countingReader struct {
 	io.ReadCloser
-	p *Proxy
-	n atomic.Int64
+	p    *Proxy
+	pace *pacer // nil: not throttled
+	n    atomic.Int64
 }
 
 func (r *countingReader) Read(b []byte) (int, error) {
+	if r.pace != nil {
+		want, err := r.pace.wait(len(b))
+		if err != nil {
+			return 0, err
+		}
+		b = b[:want]
+	}
 	n, err := r.ReadCloser.Read(b)
+	if r.pace != nil {
+		r.pace.sent += int64(n)
+	}
 	if n > 0 {
 		r.n.Add(int64(n))
 		r.p.mu.Lock()

@@ -59,46 +59,24 @@ func TestMeasure1GiB(t *testing.T) {
 	bin := harness.Ferry(t)
 
 	start := time.Now()
-	b := w.src.Builder(1024)
-	ref, graph := w.image(ctx, t, b, "src/big", 256*mib, 256*mib, 256*mib, 256*mib)
-	var size int64
-	for _, d := range graph {
-		size += d.Size
-	}
+	graph, size := push1GiB(ctx, t, w.src, "src/big", "")
+	ref := w.proxy.Ref("src/big") + "@" + graph[0].Digest.String()
 	blobBytes := size - graph[0].Size // the manifest is not a blob
 	t.Logf("fixture: image of %d bytes (%d layers) pushed in %s; registries under %s and %s",
 		size, len(graph)-2, time.Since(start).Round(time.Millisecond), w.src.RootDir, w.dst.RootDir)
 
-	// Peak RSS comes from GNU time when it is installed: the rusage of a
-	// child started by this (large) test process would report the test's
-	// own high-water mark, which Linux carries across the vfork+exec.
-	timeBin, _ := exec.LookPath("/usr/bin/time")
 	run := func(store string, args ...string) measureRun {
 		t.Helper()
 		w.proxy.Reset()
 		home := t.TempDir()
-		rssFile := filepath.Join(home, "maxrss")
 		cmd := exec.Command(bin, args...)
-		if timeBin != "" {
-			cmd = exec.Command(timeBin, append([]string{"-f", "%M", "-o", rssFile, bin}, args...)...)
-		}
 		cmd.Env = append(harness.Env(home), "FERRY_STORE="+store)
 		cmd.Dir = home
 		out, _ := os.Create(filepath.Join(home, "output"))
 		defer out.Close()
 		cmd.Stdout, cmd.Stderr = out, out
-		begin := time.Now()
-		err := cmd.Run()
-		m := measureRun{size: size, wall: time.Since(begin), served: w.proxy.Stats().BlobBytesServed, exitCode: cmd.ProcessState.ExitCode()}
-		if timeBin != "" {
-			b, _ := os.ReadFile(rssFile)
-			fields := strings.Fields(string(b))
-			if len(fields) > 0 {
-				m.maxRSS, _ = strconv.ParseInt(fields[len(fields)-1], 10, 64)
-			}
-		} else if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			m.maxRSS = ru.Maxrss
-		}
+		tm, err := runTimed(t, cmd)
+		m := measureRun{size: size, wall: tm.wall, maxRSS: tm.maxRSS, served: w.proxy.Stats().BlobBytesServed, exitCode: tm.exitCode}
 		if err != nil {
 			output, _ := os.ReadFile(out.Name())
 			t.Fatalf("ferry %s: %v\n%s", strings.Join(args, " "), err, output)
@@ -233,4 +211,85 @@ func checkStreaming(ctx context.Context, t *testing.T, dst *remote.Repository, g
 			t.Errorf("destination %s: %d of %d bytes, verified %v, error %v", d.Digest, n, d.Size, v.Verified(), err)
 		}
 	}
+}
+
+// push1GiB pushes the 1 GiB measurement image to repo on reg (4 layers of
+// 256 MiB of pseudo-random data, the same bytes every time), tagged tag
+// unless it is empty, and returns its graph (manifest, config, layers) and
+// the sum of their sizes.
+func push1GiB(ctx context.Context, t *testing.T, reg *harness.Registry, repo, tag string) ([]ocispec.Descriptor, int64) {
+	t.Helper()
+	b := reg.Builder(1024)
+	desc := b.Image(ctx, t, reg.Ref(repo), harness.ImageSpec{Layers: []int{256 * mib, 256 * mib, 256 * mib, 256 * mib}, Tag: tag})
+	graph := (&world{src: reg}).graphOf(ctx, t, b, repo, desc)
+	var size int64
+	for _, d := range graph {
+		size += d.Size
+	}
+	return graph, size
+}
+
+// timing is the cost of one process run by runTimed.
+type timing struct {
+	wall      time.Duration
+	maxRSS    int64 // KiB
+	user, sys time.Duration
+	exitCode  int
+}
+
+// runTimed runs cmd (Path, Args, Env, Dir, Stdout and Stderr as the caller
+// set them) and returns its wall time, peak RSS, CPU time and exit status,
+// with the error of Run. The figures come from GNU time (/usr/bin/time -f
+// '%e %M %U %S') when it is installed: the rusage of a child started by
+// this (large) test process would report the test's own high-water mark,
+// which Linux carries across the vfork+exec. Without it, the wall time is
+// measured here and the RSS and CPU time come from wait4(2).
+func runTimed(t *testing.T, cmd *exec.Cmd) (timing, error) {
+	t.Helper()
+	timeBin, _ := exec.LookPath("/usr/bin/time")
+	var timeFile string
+	if timeBin != "" {
+		timeFile = filepath.Join(t.TempDir(), "time")
+		wrapped := exec.Command(timeBin, append([]string{"-f", "%e %M %U %S", "-o", timeFile, cmd.Path}, cmd.Args[1:]...)...)
+		wrapped.Env, wrapped.Dir, wrapped.Stdout, wrapped.Stderr = cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr
+		cmd = wrapped
+	}
+	begin := time.Now()
+	err := cmd.Run()
+	tm := timing{wall: time.Since(begin), exitCode: -1}
+	if cmd.ProcessState != nil {
+		tm.exitCode = cmd.ProcessState.ExitCode()
+	}
+	if timeBin == "" {
+		if cmd.ProcessState != nil {
+			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+				tm.maxRSS = ru.Maxrss
+			}
+			tm.user, tm.sys = cmd.ProcessState.UserTime(), cmd.ProcessState.SystemTime()
+		}
+		return tm, err
+	}
+	// GNU time writes "Command exited with non-zero status N" first when
+	// the command fails; the figures are on the last line.
+	b, rerr := os.ReadFile(timeFile)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	fields := strings.Fields(lines[len(lines)-1])
+	if rerr != nil || len(fields) != 4 {
+		t.Fatalf("%s: cannot read GNU time's figures %q: %v", timeFile, b, rerr)
+	}
+	var secs [3]float64
+	for i, f := range []string{fields[0], fields[2], fields[3]} {
+		v, perr := strconv.ParseFloat(f, 64)
+		if perr != nil {
+			t.Fatalf("%s: GNU time's figures %q: %v", timeFile, b, perr)
+		}
+		secs[i] = v
+	}
+	rss, perr := strconv.ParseInt(fields[1], 10, 64)
+	if perr != nil {
+		t.Fatalf("%s: GNU time's figures %q: %v", timeFile, b, perr)
+	}
+	seconds := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
+	tm.wall, tm.maxRSS, tm.user, tm.sys = seconds(secs[0]), rss, seconds(secs[1]), seconds(secs[2])
+	return tm, err
 }

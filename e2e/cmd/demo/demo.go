@@ -27,7 +27,7 @@ const (
 	bundleTag   = "v1.0.0"
 	destRepo    = "apps/simple-app-bundle"
 	airgapRepo  = "airgapped/simple-app-bundle" // where Option 2 imports the tarball
-	ferryRunCap = 5 * time.Minute // one ferry command
+	ferryRunCap = 5 * time.Minute               // one ferry command
 )
 
 // step is one part of the workflow. Steps run in order; the first error
