@@ -125,6 +125,9 @@ func blobPath(d digest.Digest) string {
 //
 // The tar is written under a temporary name in path's directory, synced, and
 // renamed to path when complete; on error or cancellation nothing is left.
+// The temporary file is locked (flock) while it is written; before writing,
+// WriteTar removes unlocked temporary files of the same path that a killed
+// run left behind, and never those of a writer still running.
 // WriteTar is safe for concurrent use with different paths.
 func WriteTar(ctx context.Context, path string, blobs []ocispec.Descriptor, index ocispec.Index, src BlobOpener, opts WriteOptions) (digest.Digest, error) {
 	return writeTar(ctx, path, blobs, index, src, opts)
@@ -142,15 +145,26 @@ func writeTar(ctx context.Context, path string, blobs []ocispec.Descriptor, inde
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return "", fmt.Errorf("create tar: %w", err)
 	}
-	tmp := f.Name()
+	defer root.Close()
+	removeStaleTemps(root, ".", func(target string) bool { return target == base })
+	tmp, f, err := createLockedTemp(root, base)
+	if err != nil {
+		return "", fmt.Errorf("create tar: %w", err)
+	}
+	tmpPath := filepath.Join(dir, tmp)
+	renamed := false
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
+			if renamed {
+				root.Remove(base)
+			} else {
+				root.Remove(tmp)
+			}
 		}
 	}()
 	tw := &tarWriter{f: f}
@@ -185,19 +199,20 @@ func writeTar(ctx context.Context, path string, blobs []ocispec.Descriptor, inde
 		return "", err
 	}
 	if err := f.Sync(); err != nil {
-		return "", fmt.Errorf("sync %s: %w", tmp, err)
+		return "", fmt.Errorf("sync %s: %w", tmpPath, err)
 	}
 	if err := f.Chmod(fileMode); err != nil {
 		return "", err
 	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("close %s: %w", tmp, err)
-	}
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("rename tar into place: %w", err)
+	renamed, err = commitTemp(f, func() error { return root.Rename(tmp, base) })
+	if err != nil {
+		if !renamed {
+			return "", fmt.Errorf("rename tar into place: %w", err)
+		}
+		return "", fmt.Errorf("close %s: %w", path, err)
 	}
 	syncDir(dir)
 	if tw.h == nil {

@@ -27,6 +27,9 @@ import (
 // entries are kept except those whose ref name one of index's entries uses,
 // index's entries follow them, and its annotations are merged (index's win).
 // An existing oci-layout of another version fails with ErrNotLayout.
+// Temporary files are locked while written; unlocked ones that a killed run
+// left behind (".NAME.tmp-*" next to oci-layout, index.json and the blobs)
+// are removed first.
 // WriteDir must not run concurrently on the same dir.
 func WriteDir(ctx context.Context, dir string, blobs []ocispec.Descriptor, index ocispec.Index, src BlobOpener, opts WriteOptions) error {
 	sorted, _, err := plan(blobs, index)
@@ -52,6 +55,17 @@ func WriteDir(ctx context.Context, dir string, blobs []ocispec.Descriptor, index
 		}
 	} else {
 		return err
+	}
+
+	removeStaleTemps(root, ".", func(target string) bool {
+		return target == ocispec.ImageLayoutFile || target == ocispec.ImageIndexFile
+	})
+	seenAlg := make(map[string]bool)
+	for _, d := range sorted {
+		if alg := d.Digest.Algorithm().String(); !seenAlg[alg] {
+			seenAlg[alg] = true
+			removeStaleTemps(root, ocispec.ImageBlobsDir+"/"+alg, func(string) bool { return true })
+		}
 	}
 
 	for _, d := range sorted {
@@ -98,7 +112,7 @@ func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src 
 		return fmt.Errorf("open blob %s: %w", d.Digest, err)
 	}
 	defer rc.Close()
-	tmp, f, err := createRootTemp(root, name)
+	tmp, f, err := createLockedTemp(root, name)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
@@ -128,10 +142,7 @@ func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src 
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("blob %s: sync: %w", d.Digest, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("blob %s: close: %w", d.Digest, err)
-	}
-	if err := root.Rename(tmp, name); err != nil {
+	if _, err := commitTemp(f, func() error { return root.Rename(tmp, name) }); err != nil {
 		return fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
 	return nil
@@ -157,7 +168,7 @@ func createRootTemp(root *os.Root, name string) (string, *os.File, error) {
 // writeRootFileAtomic writes data to name inside root via a synced temporary
 // file and a rename.
 func writeRootFileAtomic(root *os.Root, name string, data []byte) (err error) {
-	tmp, f, err := createRootTemp(root, name)
+	tmp, f, err := createLockedTemp(root, name)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
@@ -173,10 +184,10 @@ func writeRootFileAtomic(root *os.Root, name string, data []byte) (err error) {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", name, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", name, err)
+	if _, err := commitTemp(f, func() error { return root.Rename(tmp, name) }); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
 	}
-	return root.Rename(tmp, name)
+	return nil
 }
 
 // mergeIndex merges index into the index.json already in root, if any.

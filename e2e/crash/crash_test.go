@@ -417,7 +417,7 @@ func TestCrashMatrix(t *testing.T) {
 						t.Errorf("%s: tarball after kill and re-run differs from the reference (%d vs %d bytes, %v)", kp.name, len(got), len(refBytes), err)
 					}
 					if left := leftovers(t, filepath.Dir(out), filepath.Base(out)); len(left) > 0 {
-						t.Logf("%s: left next to the tarball by the killed run: %v", kp.name, left)
+						t.Errorf("%s: the re-run left files next to the tarball (a killed run's temporaries must be removed): %v", kp.name, left)
 					}
 				} else if got := w.outcome(ctx, t, out); !mapsEqual(got, refTags) {
 					t.Errorf("%s: destination after kill and re-run\n%v\nwant (uninterrupted run)\n%v", kp.name, got, refTags)
