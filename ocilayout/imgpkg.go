@@ -90,27 +90,16 @@ type (
 // set as a ferry tar would have them: on the root bundle alone when there is
 // one (lock output is then its BundleLock), else on every root in order (an
 // ImagesLock of all of them).
-func OpenImgpkgTar(ctx context.Context, path string) (*ImgpkgTar, error) {
-	return openImgpkgTar(ctx, path)
-}
-
-func openImgpkgTar(ctx context.Context, path string) (_ *ImgpkgTar, err error) {
-	f, size, err := openTarFile(path)
+func OpenImgpkgTar(ctx context.Context, path string) (_ *ImgpkgTar, err error) {
+	f, ti, err := openAndScan(ctx, path, "imgpkg tar", ErrUnknownFormat)
 	if err != nil {
-		return nil, fmt.Errorf("open imgpkg tar: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			f.Close()
 		}
 	}()
-	ti, err := scanTar(ctx, f, size)
-	if err != nil {
-		if isNotTar(err) {
-			return nil, fmt.Errorf("%s: %w: %w", path, ErrUnknownFormat, err)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	me, ok := ti.file("manifest.json")
 	if !ok {
 		return nil, fmt.Errorf("%s: %w: not an imgpkg tarball: no manifest.json entry", path, ErrUnknownFormat)

@@ -182,3 +182,23 @@ func openTarFile(path string) (*os.File, int64, error) {
 func isNotTar(err error) bool {
 	return errors.Is(err, errNotTar)
 }
+
+// openAndScan opens the tar at path and indexes its entries in one pass over
+// the headers. what names the kind of file in open errors ("layout tar");
+// notTar is the sentinel wrapped when the file is not a tar at all. On error
+// the file is closed.
+func openAndScan(ctx context.Context, path, what string, notTar error) (*os.File, *tarIndex, error) {
+	f, size, err := openTarFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", what, err)
+	}
+	ti, err := scanTar(ctx, f, size)
+	if err != nil {
+		f.Close()
+		if isNotTar(err) {
+			return nil, nil, fmt.Errorf("%s: %w: %w", path, notTar, err)
+		}
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, ti, nil
+}

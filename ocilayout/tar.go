@@ -35,27 +35,16 @@ var _ oras.ReadOnlyTarget = (*Tar)(nil)
 // Blob contents are verified as they are fetched; Verify checks them all.
 // Entries under blobs/ whose names are not digests are ignored. A leading
 // "./" on entry names is accepted.
-func OpenTar(ctx context.Context, path string) (*Tar, error) {
-	return openTar(ctx, path)
-}
-
-func openTar(ctx context.Context, path string) (_ *Tar, err error) {
-	f, size, err := openTarFile(path)
+func OpenTar(ctx context.Context, path string) (_ *Tar, err error) {
+	f, ti, err := openAndScan(ctx, path, "layout tar", ErrNotLayout)
 	if err != nil {
-		return nil, fmt.Errorf("open layout tar: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			f.Close()
 		}
 	}()
-	ti, err := scanTar(ctx, f, size)
-	if err != nil {
-		if isNotTar(err) {
-			return nil, fmt.Errorf("%s: %w: %w", path, ErrNotLayout, err)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	t := &Tar{tarFile: tarFile{path: path, f: f, ti: ti, blobs: make(map[digest.Digest]blobLoc)}}
 
 	le, ok := ti.file(ocispec.ImageLayoutFile)
