@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -190,50 +192,116 @@ func TestUnpackLayersAndWhiteouts(t *testing.T) {
 	}
 }
 
-func TestUnpackRefusesMaliciousLayers(t *testing.T) {
-	tests := []struct {
-		name    string
-		entries []entry
-		want    error
-		names   string // the entry the error must name
-	}{
-		{"dotdot escape", []entry{file("../outside/secret", "pwned")}, bundle.ErrUnsafePath, "../outside/secret"},
-		{"nested dotdot", []entry{dir("a"), file("a/../../outside/new", "x")}, bundle.ErrUnsafePath, "a/../../outside/new"},
-		{"dotdot inside", []entry{file("a/../b", "x")}, bundle.ErrUnsafePath, "a/../b"},
-		{"backslash dotdot", []entry{file(`..\outside\secret`, "pwned")}, bundle.ErrUnsafePath, `..\\outside\\secret`},
-		{"absolute path", []entry{file("/tmp/ferry-absolute-test", "x")}, bundle.ErrUnsafePath, "/tmp/ferry-absolute-test"},
-		{"symlink out", []entry{symlink("link", "../outside"), file("link/secret", "pwned")}, bundle.ErrUnsafePath, "link"},
-		{"symlink absolute", []entry{symlink("link", "/etc")}, bundle.ErrUnsafePath, "link"},
-		{"symlink deep out", []entry{dir("a"), dir("a/b"), symlink("a/b/l", "../../../outside/secret")}, bundle.ErrUnsafePath, "a/b/l"},
-		{"write through inside symlink", []entry{dir("real"), symlink("link", "real"), file("link/f", "x")}, bundle.ErrUnsafePath, "link/f"},
-		{"hardlink out", []entry{hardlink("hl", "../outside/secret")}, bundle.ErrUnsafePath, "hl"},
-		{"hardlink absolute", []entry{hardlink("hl", "/etc/passwd")}, bundle.ErrUnsafePath, "hl"},
-		{"hardlink to symlink", []entry{symlink("s", "x"), hardlink("hl", "s")}, bundle.ErrUnsafePath, "hl"},
-		{"hardlink through symlink", []entry{dir("d"), file("d/f", "x"), symlink("s", "d"), hardlink("hl", "s/f")}, bundle.ErrUnsafePath, "hl"},
-		{"symlink chain, link first", []entry{symlink("a", "b/.."), symlink("b", ".")}, bundle.ErrUnsafePath, `"a"`},
-		{"symlink chain, link last", []entry{symlink("b", "."), symlink("a", "b/..")}, bundle.ErrUnsafePath, `"a"`},
-		{"symlink loop", []entry{symlink("a", "b"), symlink("b", "a")}, bundle.ErrUnsafePath, ""},
-		{"char device", []entry{{name: "dev", typ: tar.TypeChar}}, bundle.ErrUnsupportedFile, "dev"},
-		{"block device", []entry{{name: "blk", typ: tar.TypeBlock}}, bundle.ErrUnsupportedFile, "blk"},
-		{"fifo", []entry{{name: "pipe", typ: tar.TypeFifo}}, bundle.ErrUnsupportedFile, "pipe"},
-		{"whiteout of parent", []entry{file(".wh...", "")}, bundle.ErrUnsafePath, ".wh..."},
-		{"whiteout through symlink", []entry{dir("d"), symlink("s", "d"), file("s/.wh.x", "")}, bundle.ErrUnsafePath, "s/.wh.x"},
-		{"file under a file", []entry{file("f", "x"), file("f/g", "y")}, bundle.ErrInvalidLayer, "f/g"},
-		{"root is a file", []entry{file(".", "x")}, bundle.ErrInvalidLayer, `"."`},
+// badLayerDir holds the malicious layers, one gzip tar per file, written
+// from badLayers by `go test ./bundle -run TestBadLayerCorpus -update`.
+const badLayerDir = "testdata/bad-layers"
+
+var update = flag.Bool("update", false, "rewrite testdata/bad-layers from badLayers")
+
+// badLayers is the corpus of malicious layers: each file
+// testdata/bad-layers/NAME.tar.gz holds a regular file "good" followed by
+// entries, and Unpack must refuse it with an error matching want that names
+// the entry (names, when set) and the layer's digest.
+var badLayers = []struct {
+	name    string
+	entries []entry
+	want    error
+	names   string
+}{
+	{"dotdot-escape", []entry{file("../outside/secret", "pwned")}, bundle.ErrUnsafePath, "../outside/secret"},
+	{"nested-dotdot", []entry{dir("a"), file("a/../../outside/new", "x")}, bundle.ErrUnsafePath, "a/../../outside/new"},
+	{"dotdot-inside", []entry{file("a/../b", "x")}, bundle.ErrUnsafePath, "a/../b"},
+	{"backslash-dotdot", []entry{file(`..\outside\secret`, "pwned")}, bundle.ErrUnsafePath, `..\\outside\\secret`},
+	{"absolute-path", []entry{file("/tmp/ferry-absolute-test", "x")}, bundle.ErrUnsafePath, "/tmp/ferry-absolute-test"},
+	{"symlink-out", []entry{symlink("link", "../outside"), file("link/secret", "pwned")}, bundle.ErrUnsafePath, "link"},
+	{"symlink-absolute", []entry{symlink("link", "/etc")}, bundle.ErrUnsafePath, "link"},
+	{"symlink-deep-out", []entry{dir("a"), dir("a/b"), symlink("a/b/l", "../../../outside/secret")}, bundle.ErrUnsafePath, "a/b/l"},
+	{"write-through-inside-symlink", []entry{dir("real"), symlink("link", "real"), file("link/f", "x")}, bundle.ErrUnsafePath, "link/f"},
+	{"hardlink-out", []entry{hardlink("hl", "../outside/secret")}, bundle.ErrUnsafePath, "hl"},
+	{"hardlink-absolute", []entry{hardlink("hl", "/etc/passwd")}, bundle.ErrUnsafePath, "hl"},
+	{"hardlink-to-symlink", []entry{symlink("s", "x"), hardlink("hl", "s")}, bundle.ErrUnsafePath, "hl"},
+	{"hardlink-through-symlink", []entry{dir("d"), file("d/f", "x"), symlink("s", "d"), hardlink("hl", "s/f")}, bundle.ErrUnsafePath, "hl"},
+	{"symlink-chain-link-first", []entry{symlink("a", "b/.."), symlink("b", ".")}, bundle.ErrUnsafePath, `"a"`},
+	{"symlink-chain-link-last", []entry{symlink("b", "."), symlink("a", "b/..")}, bundle.ErrUnsafePath, `"a"`},
+	{"symlink-loop", []entry{symlink("a", "b"), symlink("b", "a")}, bundle.ErrUnsafePath, `"a"`},
+	{"char-device", []entry{{name: "dev", typ: tar.TypeChar}}, bundle.ErrUnsupportedFile, "dev"},
+	{"block-device", []entry{{name: "blk", typ: tar.TypeBlock}}, bundle.ErrUnsupportedFile, "blk"},
+	{"fifo", []entry{{name: "pipe", typ: tar.TypeFifo}}, bundle.ErrUnsupportedFile, "pipe"},
+	{"whiteout-of-parent", []entry{file(".wh...", "")}, bundle.ErrUnsafePath, ".wh..."},
+	{"whiteout-through-symlink", []entry{dir("d"), symlink("s", "d"), file("s/.wh.x", "")}, bundle.ErrUnsafePath, "s/.wh.x"},
+	{"file-under-a-file", []entry{file("f", "x"), file("f/g", "y")}, bundle.ErrInvalidLayer, "f/g"},
+	{"root-is-a-file", []entry{file(".", "x")}, bundle.ErrInvalidLayer, `"."`},
+}
+
+// badLayerTar is the uncompressed tar of a corpus layer.
+func badLayerTar(t testing.TB, entries []entry) []byte {
+	return makeTar(t, append([]entry{file("good", "g")}, entries...)...)
+}
+
+// TestBadLayerCorpus unpacks each malicious layer of testdata/bad-layers
+// (after a harmless first layer) into a directory that already has content,
+// next to a directory that must not change. Unpack must refuse it with the
+// expected sentinel error naming the entry and the layer digest, and nothing
+// may change: not the output directory, not its parent, not the absolute
+// paths an entry names or points at. With -update the files are rewritten
+// from badLayers first.
+func TestBadLayerCorpus(t *testing.T) {
+	if *update {
+		if err := os.RemoveAll(badLayerDir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(badLayerDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range badLayers {
+			if err := os.WriteFile(filepath.Join(badLayerDir, tc.name+".tar.gz"), gzipBytes(t, badLayerTar(t, tc.entries)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(badLayerDir, "README.md"), []byte(badLayerReadme()), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, tc := range tests {
+	if readme, err := os.ReadFile(filepath.Join(badLayerDir, "README.md")); err != nil || string(readme) != badLayerReadme() {
+		t.Errorf("%s/README.md is not what badLayers gives (%v); run with -update", badLayerDir, err)
+	}
+	files, err := filepath.Glob(filepath.Join(badLayerDir, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expected := map[string]bool{"README.md": true}
+	for _, tc := range badLayers {
+		expected[tc.name+".tar.gz"] = true
+	}
+	for _, f := range files {
+		if !expected[filepath.Base(f)] {
+			t.Errorf("%s has no entry in badLayers (run go test ./bundle -run TestBadLayerCorpus -update after adding one)", f)
+		}
+	}
+	for _, tc := range badLayers {
 		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(badLayerDir, tc.name+".tar.gz")
+			blob, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./bundle -run TestBadLayerCorpus -update)", err)
+			}
+			// The file is what badLayers says it is.
+			if got := gunzip(t, blob); !bytes.Equal(got, badLayerTar(t, tc.entries)) {
+				t.Fatalf("%s does not hold the entries badLayers lists (run with -update)", path)
+			}
+			layer := memLayer(ocispec.MediaTypeImageLayerGzip, blob)
+
 			base, out := workspace(t)
 			before := snapshot(t, base)
-			layer := tarLayer(t, append([]entry{file("good", "g")}, tc.entries...)...)
-			err := bundle.Unpack(context.Background(), out, []bundle.Layer{tarLayer(t, file("first", "1")), layer})
+			outsideBefore := absolutePaths(tc.entries)
+			err = bundle.Unpack(context.Background(), out, []bundle.Layer{tarLayer(t, file("first", "1")), layer})
 			if err == nil {
 				t.Fatal("Unpack succeeded")
 			}
+			t.Log(err)
 			if !errors.Is(err, tc.want) {
 				t.Errorf("err = %v, want %v", err, tc.want)
 			}
-			t.Log(err)
 			if tc.names != "" && !strings.Contains(err.Error(), tc.names) {
 				t.Errorf("error %q does not name entry %s", err, tc.names)
 			}
@@ -243,8 +311,80 @@ func TestUnpackRefusesMaliciousLayers(t *testing.T) {
 			if diff := diffSnapshots(before, snapshot(t, base)); diff != "" {
 				t.Errorf("the filesystem changed:\n%s", diff)
 			}
+			if after := absolutePaths(tc.entries); after != outsideBefore {
+				t.Errorf("absolute paths named by the layer changed:\nbefore %s\nafter  %s", outsideBefore, after)
+			}
 		})
 	}
+}
+
+// badLayerReadme is testdata/bad-layers/README.md: the corpus listed from
+// badLayers.
+func badLayerReadme() string {
+	var b strings.Builder
+	b.WriteString("# Malicious layers\n\n" +
+		"Each file is a gzip tar (an imgpkg layer) holding a regular file `good`, then the entries\n" +
+		"listed below. `bundle.Unpack` must refuse it with the error named, mentioning the entry,\n" +
+		"and leave the output directory and everything around it as they were.\n\n" +
+		"Written from `badLayers` in bundle/unpack_test.go by\n" +
+		"`go test ./bundle -run TestBadLayerCorpus -update` (this file too); the normal run reads\n" +
+		"the files and fails when a file and the table disagree.\n\n" +
+		"| file | entries after `good` | error | names |\n| --- | --- | --- | --- |\n")
+	for _, tc := range badLayers {
+		var es []string
+		for _, e := range tc.entries {
+			desc := e.name
+			switch e.typ {
+			case tar.TypeDir:
+				desc += "/"
+			case tar.TypeSymlink:
+				desc += " -> " + e.linkname
+			case tar.TypeLink:
+				desc += " => " + e.linkname + " (hard link)"
+			case tar.TypeChar:
+				desc += " (char device)"
+			case tar.TypeBlock:
+				desc += " (block device)"
+			case tar.TypeFifo:
+				desc += " (fifo)"
+			}
+			es = append(es, "`"+desc+"`")
+		}
+		fmt.Fprintf(&b, "| `%s.tar.gz` | %s | `%s` | `%s` |\n", tc.name, strings.Join(es, ", "), sentinelName(tc.want), tc.names)
+	}
+	return b.String()
+}
+
+// sentinelName is the Go name of one of bundle's sentinel errors.
+func sentinelName(err error) string {
+	for name, e := range map[string]error{
+		"ErrUnsafePath": bundle.ErrUnsafePath, "ErrUnsupportedFile": bundle.ErrUnsupportedFile, "ErrInvalidLayer": bundle.ErrInvalidLayer,
+	} {
+		if e == err {
+			return "bundle." + name
+		}
+	}
+	return err.Error()
+}
+
+// absolutePaths describes (type, size, mtime) every absolute path the
+// entries name or point at, to show an Unpack did not touch them.
+func absolutePaths(entries []entry) string {
+	var b strings.Builder
+	for _, e := range entries {
+		for _, p := range []string{e.name, e.linkname} {
+			if !strings.HasPrefix(p, "/") {
+				continue
+			}
+			fi, err := os.Lstat(p)
+			if err != nil {
+				fmt.Fprintf(&b, "%s: %v; ", p, errors.Is(err, fs.ErrNotExist))
+				continue
+			}
+			fmt.Fprintf(&b, "%s: %v %d %d; ", p, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
 }
 
 // A link whose target is redirected later is caught by the final check, or

@@ -1,6 +1,8 @@
 package lockfile
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -9,8 +11,17 @@ func FuzzParseImagesLock(f *testing.F) {
 	f.Add([]byte(header + "images:\n- image: reg.io/a@sha256:" + hexA + "\n  annotations:\n    kbld.carvel.dev/id: x\n"))
 	f.Add([]byte("---\n---\n" + header + "images: [{image: &d \"r/a@sha256:" + hexB + "\", annotations: {k: *d, 1: true}}]\n"))
 	f.Add([]byte(header + "images:\n- image: reg.io/a@sha256:" + hexA + "\n  annotations: {e: !!binary aGk=, n: 1.0, z: ''}\n"))
-	for _, tt := range imagesLockErrorCases {
-		f.Add([]byte(tt.in))
+	// The malformed ImagesLock files of the corpus.
+	bad, err := filepath.Glob(filepath.Join(badDir, "imageslock-*.yml"))
+	if err != nil || len(bad) == 0 {
+		f.Fatalf("corpus %s: %v (%d files)", badDir, err, len(bad))
+	}
+	for _, path := range bad {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lock, err := ParseImagesLock("fuzz.yml", data)

@@ -44,6 +44,7 @@ func TestBundleLayerCount(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w.failBoth(ctx, t, "-b", w.proxy.Ref(tc.repo)+":v1", tc.repo, tc.desc.Digest.String())
+			w.failPull(t, "-b", w.proxy.Ref(tc.repo)+":v1", tc.repo, tc.desc.Digest.String())
 		})
 	}
 }
@@ -85,6 +86,7 @@ func TestLyingLayerSize(t *testing.T) {
 			}
 			w.checkNothingTagged(ctx, t, "out/x")
 
+			before := w.snapshot(t)
 			res, rssKiB, took = w.timedRun(t, "copy", "-i", src, "--to-tar", filepath.Join(w.out, "x.tar"))
 			t.Logf("to-tar: %s, max RSS %d KiB", took.Round(time.Millisecond), rssKiB)
 			expectFailure(t, res, l.Digest.String(), repo)
@@ -95,6 +97,20 @@ func TestLyingLayerSize(t *testing.T) {
 				t.Errorf("max RSS %d KiB: the lying size was allocated?", rssKiB)
 			}
 			checkOutEmpty(t, w.out)
+			w.checkUnchanged(t, before, "copy --to-tar")
+
+			// Pulled into a directory: the layer is extracted as it streams.
+			before = w.snapshot(t)
+			res, rssKiB, took = w.timedRun(t, "pull", "-i", src, "-o", w.pulled)
+			t.Logf("pull: %s, max RSS %d KiB", took.Round(time.Millisecond), rssKiB)
+			expectFailure(t, res, l.Digest.String(), repo)
+			if took > 10*time.Second {
+				t.Errorf("the pull took %s, want it to fail fast (< 10s)", took)
+			}
+			if rssKiB > 200*1024 {
+				t.Errorf("max RSS %d KiB: the lying size was allocated?", rssKiB)
+			}
+			w.checkUnchanged(t, before, "pull -o")
 			w.verifyStore(t)
 		})
 	}
@@ -157,13 +173,14 @@ func TestManifestOverSizeLimit(t *testing.T) {
 	t.Logf("manifest %s: %d bytes", d, len(raw))
 	var served atomic.Int64
 	w.proxy.SetFault(func(r *http.Request) harness.Fault {
-		if manifestReq(r, "big/img", "v1") || manifestReq(r, "big/img", d.String()) {
+		if harness.IsManifestRequest("big/img", "v1")(r) || harness.IsManifestRequest("big/img", d.String())(r) {
 			served.Add(1)
-			return serveManifest(raw, ocispec.MediaTypeImageManifest, d)
+			return harness.ServeManifest(raw, ocispec.MediaTypeImageManifest)
 		}
 		return harness.Fault{}
 	})
 	w.failBoth(ctx, t, "-i", w.proxy.Ref("big/img")+":v1", "big/img", d.String())
+	w.failPull(t, "-i", w.proxy.Ref("big/img")+":v1", "big/img", d.String())
 	if served.Load() == 0 {
 		t.Error("the proxy never served the big manifest")
 	}
@@ -275,13 +292,16 @@ func TestManifestChangesBetweenRequests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var gets atomic.Int64
 			w.proxy.SetFault(func(r *http.Request) harness.Fault {
-				if r.Method != http.MethodGet || !(manifestReq(r, "chg/img", good.Digest.String()) || manifestReq(r, "chg/img", "v1")) {
+				if r.Method != http.MethodGet || !(harness.IsManifestRequest("chg/img", good.Digest.String())(r) || harness.IsManifestRequest("chg/img", "v1")(r)) {
 					return harness.Fault{}
 				}
 				if gets.Add(1) <= tc.honest {
 					return harness.Fault{}
 				}
-				return serveManifest(evilRaw, ocispec.MediaTypeImageManifest, good.Digest)
+				// Other bytes under the digest asked for.
+				lie := harness.ServeManifest(evilRaw, ocispec.MediaTypeImageManifest)
+				lie.Header.Set("Docker-Content-Digest", good.Digest.String())
+				return lie
 			})
 			defer w.proxy.SetFault(nil)
 			src := w.proxy.Ref("chg/img") + "@" + good.Digest.String()
@@ -302,9 +322,11 @@ func TestManifestChangesBetweenRequests(t *testing.T) {
 			}
 			w.checkNothingTagged(ctx, t, "chg/x")
 			gets.Store(0)
+			before := w.snapshot(t)
 			res = w.ferry(t, "copy", "-i", src, "--to-tar", filepath.Join(w.out, "x.tar"))
 			expectFailure(t, res, good.Digest.String())
 			checkOutEmpty(t, w.out)
+			w.checkUnchanged(t, before, "copy --to-tar")
 			w.verifyStore(t)
 		})
 	}

@@ -12,7 +12,6 @@ package crash_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -70,11 +69,11 @@ func newWorld(ctx context.Context, t *testing.T, seed uint64) *world {
 	} {
 		desc := b.Image(ctx, t, w.src.Ref(img.repo), harness.ImageSpec{Layers: img.layers})
 		refs = append(refs, w.srcProxy.Ref(img.repo)+"@"+desc.Digest.String())
-		w.all = append(w.all, graphOf(ctx, t, b, w.src.Ref(img.repo), desc)...)
+		w.all = append(w.all, b.ImageGraph(ctx, t, w.src.Ref(img.repo), desc)...)
 	}
 	bundle := b.Bundle(ctx, t, w.src.Ref("src/bundle"), harness.BundleSpec{Images: refs, Tag: "v1"})
 	w.bundleRef = w.srcProxy.Ref("src/bundle") + ":v1"
-	w.all = append(w.all, graphOf(ctx, t, b, w.src.Ref("src/bundle"), bundle)...)
+	w.all = append(w.all, b.ImageGraph(ctx, t, w.src.Ref("src/bundle"), bundle)...)
 	for _, d := range w.all {
 		if d.Size > w.big.Size {
 			w.big = d
@@ -86,17 +85,6 @@ func newWorld(ctx context.Context, t *testing.T, seed uint64) *world {
 		}
 	}
 	return w
-}
-
-func graphOf(ctx context.Context, t *testing.T, b *harness.Builder, repoRef string, desc ocispec.Descriptor) []ocispec.Descriptor {
-	t.Helper()
-	_, raw := b.FetchManifest(ctx, t, repoRef, desc.Digest.String())
-	var m ocispec.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("manifest %s: %v", desc.Digest, err)
-	}
-	desc.MediaType = m.MediaType
-	return append([]ocispec.Descriptor{desc, m.Config}, m.Layers...)
 }
 
 // direction is one way of copying, with the arguments of a run that writes

@@ -12,7 +12,6 @@ package faults_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -96,11 +95,11 @@ func newFixture(ctx context.Context, t *testing.T, w *world, seed uint64) fixtur
 	} {
 		desc := b.Image(ctx, t, w.src.Ref(img.repo), harness.ImageSpec{Layers: img.layers})
 		refs = append(refs, w.srcProxy.Ref(img.repo)+"@"+desc.Digest.String())
-		f.all = append(f.all, graphOf(ctx, t, b, w.src.Ref(img.repo), desc)...)
+		f.all = append(f.all, b.ImageGraph(ctx, t, w.src.Ref(img.repo), desc)...)
 	}
 	f.bundle = b.Bundle(ctx, t, w.src.Ref("src/bundle"), harness.BundleSpec{Images: refs, Tag: "v1"})
 	f.ref = w.srcProxy.Ref("src/bundle") + ":v1"
-	f.all = append(f.all, graphOf(ctx, t, b, w.src.Ref("src/bundle"), f.bundle)...)
+	f.all = append(f.all, b.ImageGraph(ctx, t, w.src.Ref("src/bundle"), f.bundle)...)
 	for _, d := range f.all {
 		f.sizes[d.Digest] = d.Size
 		if d.Size > f.big.Size {
@@ -108,18 +107,6 @@ func newFixture(ctx context.Context, t *testing.T, w *world, seed uint64) fixtur
 		}
 	}
 	return f
-}
-
-// graphOf reads manifest desc of repoRef and returns it with its config and layers.
-func graphOf(ctx context.Context, t *testing.T, b *harness.Builder, repoRef string, desc ocispec.Descriptor) []ocispec.Descriptor {
-	t.Helper()
-	_, raw := b.FetchManifest(ctx, t, repoRef, desc.Digest.String())
-	var m ocispec.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("manifest %s: %v", desc.Digest, err)
-	}
-	desc.MediaType = m.MediaType
-	return append([]ocispec.Descriptor{desc, m.Config}, m.Layers...)
 }
 
 // checkDest fetches every descriptor of f from repo on the destination

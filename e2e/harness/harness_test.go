@@ -1,10 +1,7 @@
 package harness_test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -19,9 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
@@ -30,23 +25,6 @@ import (
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
-func fetchAll(ctx context.Context, t *testing.T, repo *remote.Repository, desc ocispec.Descriptor) []byte {
-	t.Helper()
-	rc, err := repo.Fetch(ctx, desc)
-	if err != nil {
-		t.Fatalf("fetch %s: %v", desc.Digest, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("read %s: %v", desc.Digest, err)
-	}
-	if got := digest.FromBytes(b); got != desc.Digest {
-		t.Fatalf("blob %s: content has digest %s", desc.Digest, got)
-	}
-	return b
-}
-
 func decode[T any](t *testing.T, raw []byte) T {
 	t.Helper()
 	var v T
@@ -54,33 +32,6 @@ func decode[T any](t *testing.T, raw []byte) T {
 		t.Fatalf("decode: %v", err)
 	}
 	return v
-}
-
-// tarFiles reads a gzip tar layer into a map of regular files.
-func tarFiles(t *testing.T, blob []byte) map[string]string {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(blob))
-	if err != nil {
-		t.Fatalf("gzip: %v", err)
-	}
-	tr := tar.NewReader(zr)
-	files := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files
-		}
-		if err != nil {
-			t.Fatalf("tar: %v", err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatalf("tar: %v", err)
-			}
-			files[h.Name] = string(b)
-		}
-	}
 }
 
 func TestFixturesRoundTrip(t *testing.T) {
@@ -140,7 +91,7 @@ func TestFixturesRoundTrip(t *testing.T) {
 		t.Errorf("shared base differs: %s vs %s", ociManifest.Layers[0].Digest, dockerManifest.Layers[0].Digest)
 	}
 	for i, size := range []int{1000, 3000} {
-		files := tarFiles(t, fetchAll(ctx, t, repo, ociManifest.Layers[i+1]))
+		files := harness.LayerFiles(t, harness.FetchAll(ctx, t, repo, ociManifest.Layers[i+1]))
 		if len(files) != 1 {
 			t.Fatalf("layer %d: %d files", i, len(files))
 		}
@@ -150,7 +101,7 @@ func TestFixturesRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	cfg := decode[ocispec.Image](t, fetchAll(ctx, t, repo, ociManifest.Config))
+	cfg := decode[ocispec.Image](t, harness.FetchAll(ctx, t, repo, ociManifest.Config))
 	if cfg.OS != "linux" || cfg.Architecture != "amd64" || len(cfg.RootFS.DiffIDs) != 3 {
 		t.Errorf("config: %s/%s with %d diff IDs", cfg.OS, cfg.Architecture, len(cfg.RootFS.DiffIDs))
 	}
@@ -190,15 +141,15 @@ func TestFixturesRoundTrip(t *testing.T) {
 	if bm.MediaType != harness.MediaTypeDockerManifest || len(bm.Layers) != 1 {
 		t.Fatalf("bundle manifest: %s with %d layers", bm.MediaType, len(bm.Layers))
 	}
-	bcfg := decode[ocispec.Image](t, fetchAll(ctx, t, bundleRepo, bm.Config))
+	bcfg := decode[ocispec.Image](t, harness.FetchAll(ctx, t, bundleRepo, bm.Config))
 	if bcfg.Config.Labels[harness.BundleLabel] != "true" {
 		t.Errorf("bundle labels: %v", bcfg.Config.Labels)
 	}
-	files := tarFiles(t, fetchAll(ctx, t, bundleRepo, bm.Layers[0]))
+	files := harness.LayerFiles(t, harness.FetchAll(ctx, t, bundleRepo, bm.Layers[0]))
 	innerRef := reg.Ref("fixtures/inner") + "@" + inner.Digest.String()
 	wantLock := "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImagesLock\nimages:\n" +
 		"- image: \"" + innerRef + "\"\n  annotations:\n    \"a\": \"b\"\n    \"kbld.carvel.dev/id\": \"inner\"\n"
-	if files[".imgpkg/images.yml"] != wantLock {
+	if string(files[".imgpkg/images.yml"]) != wantLock {
 		t.Errorf("images.yml:\n%s\nwant:\n%s", files[".imgpkg/images.yml"], wantLock)
 	}
 	if _, ok := files["config/config.yml"]; !ok {
@@ -269,7 +220,7 @@ func TestProxyCountsBytes(t *testing.T) {
 	}
 	repo := b.Repository(t, p.Ref("counted"))
 	for _, d := range blobs {
-		fetchAll(ctx, t, repo, d)
+		harness.FetchAll(ctx, t, repo, d)
 	}
 	s = p.Stats()
 	if s.BlobBytesServed != want {
@@ -332,7 +283,7 @@ func TestProxyFaults(t *testing.T) {
 			t.Errorf("served %d bytes, want 100", s.BlobBytesServed)
 		}
 		// Only the first matching request is cut.
-		fetchAll(ctx, t, repo, layer)
+		harness.FetchAll(ctx, t, repo, layer)
 		if s := p.Stats(); s.BlobBytesServed != 100+layer.Size {
 			t.Errorf("served %d bytes, want %d", s.BlobBytesServed, 100+layer.Size)
 		}
@@ -343,7 +294,7 @@ func TestProxyFaults(t *testing.T) {
 		p.SetFault(harness.FaultFirst(1, harness.IsBlobGet, harness.Throttle(20000)))
 		defer p.SetFault(nil)
 		start := time.Now()
-		fetchAll(ctx, t, repo, layer) // checks the digest
+		harness.FetchAll(ctx, t, repo, layer) // checks the digest
 		// 10 KB at 20 KB/s: about half a second.
 		if elapsed := time.Since(start); elapsed < 400*time.Millisecond {
 			t.Errorf("throttled fetch of %d bytes at 20000 B/s took %s", layer.Size, elapsed)

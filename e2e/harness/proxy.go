@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -258,6 +259,53 @@ func FaultSeq(match func(*http.Request) bool, faults ...Fault) func(*http.Reques
 			return Fault{}
 		}
 		return faults[i]
+	}
+}
+
+// FaultCycle returns a fault hook that injects faults[i%len(faults)] into
+// the i-th request (from 0) for which match returns true (match nil matches
+// every request): unlike FaultSeq it starts over when the list is used up,
+// so FaultCycle(m, Fault{}, ServeManifest(b, mt)) makes the matching
+// requests see the registry's answer and b in turn, for as long as the test
+// runs. No faults means no fault. The hook is safe for concurrent use;
+// concurrent matching requests take the faults in the order they reach the
+// hook.
+func FaultCycle(match func(*http.Request) bool, faults ...Fault) func(*http.Request) Fault {
+	faults = slices.Clone(faults)
+	var next atomic.Int64
+	return func(r *http.Request) Fault {
+		if len(faults) == 0 || (match != nil && !match(r)) {
+			return Fault{}
+		}
+		return faults[(next.Add(1)-1)%int64(len(faults))]
+	}
+}
+
+// ServeManifest returns a fault that answers, without contacting the
+// registry, as a registry serving raw as a manifest of mediaType: status
+// 200 with Content-Type, Content-Length and Docker-Content-Digest (the
+// digest of raw) and raw as the body (no body for HEAD). A test makes the
+// registry lie by changing the returned fault's Header, for example its
+// Docker-Content-Digest.
+func ServeManifest(raw []byte, mediaType string) Fault {
+	return Fault{
+		Kind:   FaultStatus,
+		Status: http.StatusOK,
+		Header: http.Header{
+			"Content-Type":          {mediaType},
+			"Content-Length":        {strconv.Itoa(len(raw))},
+			"Docker-Content-Digest": {digest.FromBytes(raw).String()},
+		},
+		Body: slices.Clone(raw),
+	}
+}
+
+// IsManifestRequest returns a request matcher for GET and HEAD requests of
+// the manifest reference ref (a tag or a digest) in repository repo.
+func IsManifestRequest(repo, ref string) func(*http.Request) bool {
+	path := "/v2/" + repo + "/manifests/" + ref
+	return func(r *http.Request) bool {
+		return (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == path
 	}
 }
 

@@ -75,11 +75,11 @@ func TestDescribeTree(t *testing.T) {
 	}
 	// Each tree line starts with its branch, kind and location.
 	wantPrefixes := []string{
-		"bundle " + at(f.outerRepo, f.outer.Digest) + "  ",
-		"├── signature " + at(f.outerRepo, f.outerSig.Digest) + " (" + cosignTag(f.outer.Digest, "sig") + ")  ",
+		"bundle " + harness.DigestRef(f.outerRepo, f.outer.Digest) + "  ",
+		"├── signature " + harness.DigestRef(f.outerRepo, f.outerSig.Digest) + " (" + cosignTag(f.outer.Digest, "sig") + ")  ",
 		"├── image " + f.aRef + "  ",
-		"│   ├── signature " + at(f.aRepo, f.aSig.Digest) + " (" + cosignTag(f.a.Digest, "sig") + ")  ",
-		"│   └── attestation " + at(f.aRepo, f.aAtt.Digest) + " (" + cosignTag(f.a.Digest, "att") + ")  ",
+		"│   ├── signature " + harness.DigestRef(f.aRepo, f.aSig.Digest) + " (" + cosignTag(f.a.Digest, "sig") + ")  ",
+		"│   └── attestation " + harness.DigestRef(f.aRepo, f.aAtt.Digest) + " (" + cosignTag(f.a.Digest, "att") + ")  ",
 		"├── bundle " + f.innerRef + "  ",
 		"│   └── image " + f.bRef + "  ",
 		"└── index " + f.idxRef + "  ",
@@ -106,7 +106,7 @@ func TestDescribeTree(t *testing.T) {
 	}
 
 	// --layers lists the layers of image A under it.
-	res = harness.RunOK(t, nil, "describe", "-b", at(f.outerRepo, f.outer.Digest), "--layers")
+	res = harness.RunOK(t, nil, "describe", "-b", harness.DigestRef(f.outerRepo, f.outer.Digest), "--layers")
 	_, raw := f.reg.Builder(0).FetchManifest(ctx, t, f.aRepo, f.a.Digest.String())
 	var m struct{ Layers []struct{ Digest string } }
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -156,7 +156,7 @@ func TestDescribeYAMLAndJSON(t *testing.T) {
 
 	for name, doc := range map[string]describeDoc{"yaml": fromYAML, "json": fromJSON} {
 		t.Run(name, func(t *testing.T) {
-			if doc.SHA != f.outer.Digest.String() || doc.Image != at(f.outerRepo, f.outer.Digest) || doc.Origin != f.outerRepo+":v1" {
+			if doc.SHA != f.outer.Digest.String() || doc.Image != harness.DigestRef(f.outerRepo, f.outer.Digest) || doc.Origin != f.outerRepo+":v1" {
 				t.Errorf("root: sha %s image %s origin %s", doc.SHA, doc.Image, doc.Origin)
 			}
 			if doc.Size != sizeOf(ctx, t, reg, f.outerRepo, f.outer.Digest) || len(doc.Layers) != 1 {
@@ -205,7 +205,7 @@ func TestDescribeYAMLAndJSON(t *testing.T) {
 				sig := imgs[s.d.String()]
 				tag := cosignTag(s.subject, s.suffix)
 				if sig.ImageType != "Signature" || sig.SignatureOf != s.subject.String() || sig.Tag != tag ||
-					sig.Image != at(s.repo, s.d) || sig.Origin != s.repo+":"+tag || sig.Size != sizeOf(ctx, t, reg, s.repo, s.d) {
+					sig.Image != harness.DigestRef(s.repo, s.d) || sig.Origin != s.repo+":"+tag || sig.Size != sizeOf(ctx, t, reg, s.repo, s.d) {
 					t.Errorf("signature %s of %s: %+v", s.suffix, s.subject, sig)
 				}
 			}

@@ -7,7 +7,6 @@ package inspect_test
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"strings"
 	"testing"
 
@@ -45,9 +44,9 @@ func pushFixture(ctx context.Context, t *testing.T, reg *harness.Registry) *fixt
 	f.aAtt = b.CosignTag(ctx, t, f.aRepo, f.a.Digest, "att")
 	f.b = b.Image(ctx, t, f.bRepo, harness.ImageSpec{Layers: []int{500}, Docker: true})
 	f.idx = b.Index(ctx, t, f.idxRepo, harness.IndexSpec{})
-	f.aRef, f.bRef, f.idxRef = at(f.aRepo, f.a.Digest), at(f.bRepo, f.b.Digest), at(f.idxRepo, f.idx.Digest)
+	f.aRef, f.bRef, f.idxRef = harness.DigestRef(f.aRepo, f.a.Digest), harness.DigestRef(f.bRepo, f.b.Digest), harness.DigestRef(f.idxRepo, f.idx.Digest)
 	f.inner = b.Bundle(ctx, t, f.innerRepo, harness.BundleSpec{Images: []string{f.bRef}})
-	f.innerRef = at(f.innerRepo, f.inner.Digest)
+	f.innerRef = harness.DigestRef(f.innerRepo, f.inner.Digest)
 	f.outer = b.Bundle(ctx, t, f.outerRepo, harness.BundleSpec{Images: []string{f.aRef, f.innerRef, f.idxRef}, Tag: "v1"})
 	f.outerSig = b.SignatureTag(ctx, t, f.outerRepo, f.outer.Digest)
 
@@ -59,9 +58,6 @@ func pushFixture(ctx context.Context, t *testing.T, reg *harness.Registry) *fixt
 	f.children = idx.Manifests
 	return f
 }
-
-// at returns "repoRef@digest".
-func at(repoRef string, d digest.Digest) string { return repoRef + "@" + d.String() }
 
 // cosignTag is sha256-<hex>.<suffix>.
 func cosignTag(d digest.Digest, suffix string) string { return "sha256-" + d.Encoded() + "." + suffix }
@@ -112,20 +108,6 @@ func sum(blobs map[digest.Digest]int64) int64 {
 		s += v
 	}
 	return s
-}
-
-// registryTags lists the tags of repo, sorted.
-func registryTags(ctx context.Context, t *testing.T, repo *remote.Repository) []string {
-	t.Helper()
-	var tags []string
-	if err := repo.Tags(ctx, "", func(page []string) error {
-		tags = append(tags, page...)
-		return nil
-	}); err != nil {
-		t.Fatalf("tags of %s: %v", repo.Reference, err)
-	}
-	slices.Sort(tags)
-	return tags
 }
 
 // lines splits output into its lines, without the final newline.

@@ -96,18 +96,18 @@ func TestDescribeReferrers(t *testing.T) {
 			arm := index.Manifests[1]
 			sbom := pushReferrer(ctx, t, repoRef, "application/spdx+json", a, "sbom of a")
 			att := pushReferrer(ctx, t, repoRef, "application/vnd.example.attestation", arm, "attestation of arm64")
-			bundle := b.Bundle(ctx, t, repoRef, harness.BundleSpec{Images: []string{at(repoRef, a.Digest), at(repoRef, idx.Digest)}, Tag: "v1"})
+			bundle := b.Bundle(ctx, t, repoRef, harness.BundleSpec{Images: []string{harness.DigestRef(repoRef, a.Digest), harness.DigestRef(repoRef, idx.Digest)}, Tag: "v1"})
 
 			res := harness.RunOK(t, nil, "describe", "-b", repoRef+":v1")
 			tree := lines(res.Stdout)[3:]
 			want := []string{
-				"bundle " + at(repoRef, bundle.Digest) + "  ",
-				"├── image " + at(repoRef, a.Digest) + "  ",
-				"│   └── referrer " + at(repoRef, sbom.Digest) + " (application/spdx+json)  ",
-				"└── index " + at(repoRef, idx.Digest) + "  ",
+				"bundle " + harness.DigestRef(repoRef, bundle.Digest) + "  ",
+				"├── image " + harness.DigestRef(repoRef, a.Digest) + "  ",
+				"│   └── referrer " + harness.DigestRef(repoRef, sbom.Digest) + " (application/spdx+json)  ",
+				"└── index " + harness.DigestRef(repoRef, idx.Digest) + "  ",
 				"    ├── linux/amd64 " + index.Manifests[0].Digest.String() + "  ",
 				"    ├── linux/arm64 " + arm.Digest.String() + "  ",
-				"    └── referrer " + at(repoRef, att.Digest) + " (application/vnd.example.attestation, of " + arm.Digest.String() + ")  ",
+				"    └── referrer " + harness.DigestRef(repoRef, att.Digest) + " (application/vnd.example.attestation, of " + arm.Digest.String() + ")  ",
 			}
 			if len(tree) != len(want) {
 				t.Fatalf("tree has %d lines, want %d:\n%s", len(tree), len(want), res.Stdout)

@@ -25,7 +25,7 @@ func TestTagListAfterCopy(t *testing.T) {
 	harness.RunOK(t, nil, "copy", "-b", f.outerRepo+":v1", "--to-repo", dstRef, "--cosign-signatures")
 
 	repo := dst.Repository(t, "relocated/app")
-	all := registryTags(ctx, t, repo)
+	all := harness.Tags(ctx, t, repo)
 	// what copy made, so that the filter below is tested on real tags
 	for _, internal := range []string{
 		cosignTag(f.outer.Digest, "imgpkg"), cosignTag(f.a.Digest, "imgpkg"),
@@ -98,11 +98,11 @@ func TestTagResolve(t *testing.T) {
 		ref  string
 		want string
 	}{
-		{f.outerRepo + ":v1", at(f.outerRepo, f.outer.Digest)},
-		{f.outerRepo + ":" + cosignTag(f.outer.Digest, "sig"), at(f.outerRepo, f.outerSig.Digest)},
+		{f.outerRepo + ":v1", harness.DigestRef(f.outerRepo, f.outer.Digest)},
+		{f.outerRepo + ":" + cosignTag(f.outer.Digest, "sig"), harness.DigestRef(f.outerRepo, f.outerSig.Digest)},
 		{f.aRef, f.aRef},
-		{f.outerRepo + ":v1@" + f.outer.Digest.String(), at(f.outerRepo, f.outer.Digest)},
-		{reg.Ref("apps/c"), at(reg.Ref("apps/c"), latest.Digest)},
+		{f.outerRepo + ":v1@" + f.outer.Digest.String(), harness.DigestRef(f.outerRepo, f.outer.Digest)},
+		{reg.Ref("apps/c"), harness.DigestRef(reg.Ref("apps/c"), latest.Digest)},
 	} {
 		res := harness.RunOK(t, nil, "tag", "resolve", "-i", c.ref)
 		if res.Stdout != c.want+"\n" || res.Stderr != "" {
@@ -110,7 +110,7 @@ func TestTagResolve(t *testing.T) {
 		}
 	}
 
-	missing := at(f.aRepo, digest.FromString("nothing"))
+	missing := harness.DigestRef(f.aRepo, digest.FromString("nothing"))
 	wantFailure(t, harness.Run(t, nil, "tag", "resolve", "-i", f.outerRepo+":nope"), f.outerRepo+":nope", "not found")
 	wantFailure(t, harness.Run(t, nil, "tag", "resolve", "-i", missing), missing, "not found")
 	wantFailure(t, harness.Run(t, nil, "tag", "list", "-i", reg.Ref("no/such/repo")), "tags of "+reg.Ref("no/such/repo"))
@@ -133,7 +133,7 @@ func TestTagCredentials(t *testing.T) {
 		t.Errorf("tag list with credentials: %q", res.Stdout)
 	}
 	res = harness.RunOK(t, []string{"IMGPKG_USERNAME=alice", "IMGPKG_PASSWORD=s3cret"}, "tag", "resolve", "-i", reg.Ref("private/app:v1"))
-	if res.Stdout != at(reg.Ref("private/app"), img.Digest)+"\n" {
+	if res.Stdout != harness.DigestRef(reg.Ref("private/app"), img.Digest)+"\n" {
 		t.Errorf("tag resolve with credentials: %q", res.Stdout)
 	}
 }

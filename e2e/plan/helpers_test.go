@@ -7,17 +7,12 @@ package plan_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2/errdef"
-	"oras.land/oras-go/v2/registry/remote"
-	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/ferry-oci/ferry/e2e/harness"
 )
@@ -116,42 +111,6 @@ func decode[T any](t *testing.T, stdout string) T {
 	return v
 }
 
-// at returns "repoRef@digest".
-func at(repoRef string, d digest.Digest) string { return repoRef + "@" + d.String() }
-
-// anonymousRepo opens repoRef on a plain-HTTP registry without credentials
-// and without any proxy.
-func anonymousRepo(t *testing.T, repoRef string) *remote.Repository {
-	t.Helper()
-	r, err := remote.NewRepository(repoRef)
-	if err != nil {
-		t.Fatalf("repository %s: %v", repoRef, err)
-	}
-	r.PlainHTTP = true
-	r.Client = &http.Client{Transport: &http.Transport{Proxy: nil}}
-	return r
-}
-
-// tagsOf returns the sorted tags of repo, nil for a repository the
-// registry does not know.
-func tagsOf(ctx context.Context, t *testing.T, repo *remote.Repository) []string {
-	t.Helper()
-	var tags []string
-	err := repo.Tags(ctx, "", func(page []string) error {
-		tags = append(tags, page...)
-		return nil
-	})
-	var resp *errcode.ErrorResponse
-	if errors.Is(err, errdef.ErrNotFound) || (errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound) {
-		return nil
-	}
-	if err != nil {
-		t.Fatalf("tags of %s: %v", repo.Reference, err)
-	}
-	slices.Sort(tags)
-	return tags
-}
-
 // layersOf returns the layer descriptors of the image manifest d in repoRef.
 func layersOf(ctx context.Context, t *testing.T, b *harness.Builder, repoRef string, d digest.Digest) []ocispec.Descriptor {
 	t.Helper()
@@ -212,10 +171,10 @@ func newWorld(t *testing.T, layer int) *world {
 	w.multi = b.Index(ctx, t, w.src.Ref("team/multi"), harness.IndexSpec{Layers: []int{4000}})
 	w.win = b.Image(ctx, t, w.src.Ref("team/win"), harness.ImageSpec{NonDistributable: true, Docker: true})
 	w.refs = []string{
-		at(w.srcProxy.Ref("team/app"), w.app.Digest),
-		at(w.srcProxy.Ref("team/worker"), w.worker.Digest),
-		at(w.srcProxy.Ref("team/multi"), w.multi.Digest),
-		at(w.srcProxy.Ref("team/win"), w.win.Digest),
+		harness.DigestRef(w.srcProxy.Ref("team/app"), w.app.Digest),
+		harness.DigestRef(w.srcProxy.Ref("team/worker"), w.worker.Digest),
+		harness.DigestRef(w.srcProxy.Ref("team/multi"), w.multi.Digest),
+		harness.DigestRef(w.srcProxy.Ref("team/win"), w.win.Digest),
 	}
 	w.bundle = b.Bundle(ctx, t, w.src.Ref("team/bundle"), harness.BundleSpec{Images: w.refs, Tag: "v1"})
 	return w

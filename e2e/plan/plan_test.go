@@ -25,11 +25,11 @@ func TestDryRunThenCopy(t *testing.T) {
 	ctx := t.Context()
 	w := newWorld(t, 200_000)
 	dstRepoRef := w.dstProxy.Ref("apps/bundle")
-	dstRepo := anonymousRepo(t, w.dst.Ref("apps/bundle"))
+	dstRepo := harness.AnonymousRepository(t, w.dst.Ref("apps/bundle"))
 
 	// worker is at the destination already (copied with another store).
 	harness.RunOK(t, nil, "copy", "-i", w.refs[1], "--to-repo", dstRepoRef)
-	tagsBefore := tagsOf(ctx, t, dstRepo)
+	tagsBefore := harness.Tags(ctx, t, dstRepo)
 
 	env := []string{"FERRY_STORE=" + t.TempDir()}
 	copyArgs := []string{"copy", "-b", w.bundleRef(), "--to-repo", dstRepoRef}
@@ -42,7 +42,7 @@ func TestDryRunThenCopy(t *testing.T) {
 	t.Run("the dry run writes nothing", func(t *testing.T) {
 		noWrites(t, "destination", w.dstProxy.Stats())
 		noWrites(t, "source", w.srcProxy.Stats())
-		if got := tagsOf(ctx, t, dstRepo); !slices.Equal(got, tagsBefore) {
+		if got := harness.Tags(ctx, t, dstRepo); !slices.Equal(got, tagsBefore) {
 			t.Errorf("destination tags changed: %v, were %v", got, tagsBefore)
 		}
 		// No layer of app was downloaded (discovery reads configs and the
@@ -71,7 +71,7 @@ func TestDryRunThenCopy(t *testing.T) {
 			sum.Store += img.Bytes.Store
 			sum.Destination += img.Bytes.Destination
 			sum.LeftOut += img.Bytes.LeftOut
-			if img.Destination != at(dstRepoRef, digest.Digest(img.Digest)) {
+			if img.Destination != harness.DigestRef(dstRepoRef, digest.Digest(img.Digest)) {
 				t.Errorf("%s: destination %q", img.Ref, img.Destination)
 			}
 		}
@@ -151,7 +151,7 @@ func TestDryRunThenCopy(t *testing.T) {
 		r := result.Roots[0]
 		wantRoot := rootDoc{
 			Ref: w.bundleRef(), Digest: w.bundle.Digest.String(), Kind: "bundle", MediaType: w.bundle.MediaType,
-			Size: w.bundle.Size, Destination: at(dstRepoRef, w.bundle.Digest), Tags: []string{"v1"},
+			Size: w.bundle.Size, Destination: harness.DigestRef(dstRepoRef, w.bundle.Digest), Tags: []string{"v1"},
 		}
 		if fmt.Sprint(r) != fmt.Sprint(wantRoot) {
 			t.Errorf("root = %+v, want %+v", r, wantRoot)
@@ -162,7 +162,7 @@ func TestDryRunThenCopy(t *testing.T) {
 		kinds := map[string]string{}
 		for _, img := range result.Images {
 			kinds[img.Digest] = img.Kind
-			if img.Source == "" || img.Destination != at(dstRepoRef, digest.Digest(img.Digest)) {
+			if img.Source == "" || img.Destination != harness.DigestRef(dstRepoRef, digest.Digest(img.Digest)) {
 				t.Errorf("%s: source %q destination %q", img.Ref, img.Source, img.Destination)
 			}
 		}
@@ -256,7 +256,7 @@ func TestDryRunHundredImages(t *testing.T) {
 	refs := make([]string, images)
 	for i := range images {
 		repo := fmt.Sprintf("measure/app-%03d", i)
-		refs[i] = at(src.Ref(repo), b.Image(ctx, t, src.Ref(repo), harness.ImageSpec{Layers: []int{512}, SharedBase: base}).Digest)
+		refs[i] = harness.DigestRef(src.Ref(repo), b.Image(ctx, t, src.Ref(repo), harness.ImageSpec{Layers: []int{512}, SharedBase: base}).Digest)
 	}
 	b.Bundle(ctx, t, src.Ref("measure/bundle"), harness.BundleSpec{Images: refs, Tag: "v1"})
 	env := []string{"FERRY_STORE=" + t.TempDir()}

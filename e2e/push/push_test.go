@@ -31,15 +31,6 @@ func vectorDir(t *testing.T) string {
 	return dir
 }
 
-func readFile(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // bundleLock mirrors imgpkg's BundleLock; decoding rejects unknown fields.
 type bundleLock struct {
 	APIVersion string `yaml:"apiVersion"`
@@ -86,7 +77,7 @@ func TestPushThenFetch(t *testing.T) {
 			if desc.MediaType != harness.MediaTypeDockerManifest {
 				t.Errorf("media type %s, want %s", desc.MediaType, harness.MediaTypeDockerManifest)
 			}
-			if want := readFile(t, filepath.Join(vector, tc.vectorFile+".manifest.json")); !bytes.Equal(raw, want) {
+			if want := harness.ReadFile(t, filepath.Join(vector, tc.vectorFile+".manifest.json")); !bytes.Equal(raw, want) {
 				t.Errorf("manifest bytes:\n%s\nwant:\n%s", raw, want)
 			}
 			byDigest, _ := fetcher.FetchManifest(ctx, t, reg.Ref(tc.repo), tc.digest)
@@ -97,7 +88,7 @@ func TestPushThenFetch(t *testing.T) {
 			if tc.flag != "-b" {
 				return
 			}
-			lockBytes := readFile(t, lockPath)
+			lockBytes := harness.ReadFile(t, lockPath)
 			if !bytes.HasPrefix(lockBytes, []byte("---\n")) {
 				t.Errorf("lock file does not start with ---:\n%s", lockBytes)
 			}
@@ -113,18 +104,6 @@ func TestPushThenFetch(t *testing.T) {
 			}
 		})
 	}
-}
-
-// errorLine returns the stderr line starting with "ferry: Error:".
-func errorLine(t *testing.T, res harness.Result) string {
-	t.Helper()
-	for _, line := range strings.Split(res.Stderr, "\n") {
-		if strings.HasPrefix(line, "ferry: Error:") {
-			return line
-		}
-	}
-	t.Fatalf("no line starting with 'ferry: Error:' on stderr:\n%s", res.Stderr)
-	return ""
 }
 
 func TestPushAuth(t *testing.T) {
@@ -175,7 +154,7 @@ func TestPushAuth(t *testing.T) {
 			if res.ExitCode != 1 {
 				t.Fatalf("push without valid credentials: %s; want exit 1", res)
 			}
-			line := errorLine(t, res)
+			line := harness.ErrorLine(t, res)
 			if !strings.Contains(line, reg.Host) {
 				t.Errorf("error does not name the registry %s: %s", reg.Host, line)
 			}
@@ -199,7 +178,7 @@ func TestPushTLS(t *testing.T) {
 	if res.ExitCode != 1 {
 		t.Fatalf("push to a registry signed by an unknown CA: %s; want exit 1", res)
 	}
-	if line := errorLine(t, res); !regexp.MustCompile(`(?i)certificate|x509|tls`).MatchString(line) {
+	if line := harness.ErrorLine(t, res); !regexp.MustCompile(`(?i)certificate|x509|tls`).MatchString(line) {
 		t.Errorf("error does not mention the certificate: %s", line)
 	}
 

@@ -115,18 +115,6 @@ func builder(seed uint64) *harness.Builder {
 	return &harness.Builder{Client: &http.Client{Transport: &http.Transport{Proxy: nil}}, PlainHTTP: true, Seed: seed}
 }
 
-// repo opens repoRef anonymously over plain HTTP.
-func repo(t *testing.T, repoRef string) *remote.Repository {
-	t.Helper()
-	r, err := remote.NewRepository(repoRef)
-	if err != nil {
-		t.Fatalf("repository %s: %v", repoRef, err)
-	}
-	r.PlainHTTP = true
-	r.Client = &http.Client{Transport: &http.Transport{Proxy: nil}}
-	return r
-}
-
 // pushArtifact pushes an artifact manifest with subject to repoRef: an
 // empty config and one layer holding note. With an empty artifactType the
 // field is left out and the config gets the media type typeSignature
@@ -135,7 +123,7 @@ func repo(t *testing.T, repoRef string) *remote.Repository {
 // with the API, the sha256-<hex> tag index without it.
 func pushArtifact(ctx context.Context, t *testing.T, repoRef, artifactType string, subject ocispec.Descriptor, note string) ocispec.Descriptor {
 	t.Helper()
-	r := repo(t, repoRef)
+	r := harness.AnonymousRepository(t, repoRef)
 	cfgType, cfgBody := ocispec.MediaTypeEmptyJSON, []byte("{}")
 	if artifactType == "" {
 		cfgType, cfgBody = typeSignature, []byte(`{"note":"`+note+`"}`)
@@ -220,19 +208,6 @@ func exists(ctx context.Context, t *testing.T, r *remote.Repository, desc ocispe
 	t.Fatalf("resolve %s in %s: %v", desc.Digest, r.Reference, err)
 	return false
 }
-
-// tags returns the sorted tags of r.
-func tags(ctx context.Context, t *testing.T, r *remote.Repository) []string {
-	t.Helper()
-	var out []string
-	if err := r.Tags(ctx, "", func(page []string) error { out = append(out, page...); return nil }); err != nil {
-		t.Fatalf("tags of %s: %v", r.Reference, err)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func at(repoRef string, d digest.Digest) string { return repoRef + "@" + d.String() }
 
 // digestTag is "sha256-<hex><suffix>".
 func digestTag(d digest.Digest, suffix string) string {

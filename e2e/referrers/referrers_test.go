@@ -47,7 +47,7 @@ func newFixture(ctx context.Context, t *testing.T, reg registryUnderTest, seed u
 	f.arm = idx.Manifests[1]
 	f.armNote = pushArtifact(ctx, t, reg.Ref("src/multi"), typeSBOM, f.arm, "sbom of the arm64 image")
 	f.bundleImg = b.Bundle(ctx, t, reg.Ref("src/bundle"), harness.BundleSpec{
-		Images: []string{at(reg.Ref("src/app"), f.app.Digest), at(reg.Ref("src/multi"), f.multi.Digest)},
+		Images: []string{harness.DigestRef(reg.Ref("src/app"), f.app.Digest), harness.DigestRef(reg.Ref("src/multi"), f.multi.Digest)},
 		Tag:    "v1",
 	})
 	return f
@@ -57,7 +57,7 @@ func newFixture(ctx context.Context, t *testing.T, reg registryUnderTest, seed u
 // them as referrers of their subjects.
 func (f *fixture) wantImageReferrers(ctx context.Context, t *testing.T, dstRef string) {
 	t.Helper()
-	dst := repo(t, dstRef)
+	dst := harness.AnonymousRepository(t, dstRef)
 	for _, d := range []ocispec.Descriptor{f.app, f.sbom, f.sig} {
 		if !exists(ctx, t, dst, d) {
 			t.Errorf("%s missing at %s", d.Digest, dstRef)
@@ -88,7 +88,7 @@ func TestReferrersAPI(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dstRef := tc.dst.Ref("copy/app")
-			res := harness.RunOK(t, nil, "copy", "-i", at(src.Ref("src/app"), f.app.Digest), "--to-repo", dstRef)
+			res := harness.RunOK(t, nil, "copy", "-i", harness.DigestRef(src.Ref("src/app"), f.app.Digest), "--to-repo", dstRef)
 			f.wantImageReferrers(ctx, t, dstRef)
 			api := referrersByAPI(ctx, t, dstRef, f.app.Digest)
 			if len(api) != 1 || api[0].Digest != f.sbom.Digest || api[0].MediaType != ocispec.MediaTypeImageManifest ||
@@ -99,10 +99,10 @@ func TestReferrersAPI(t *testing.T) {
 				t.Errorf("referrers API at the destination lists %+v for the sbom, want its signature", api)
 			}
 			want := slices.Sorted(slices.Values(tc.wantTags))
-			if got := tags(ctx, t, repo(t, dstRef)); !slices.Equal(got, want) {
+			if got := harness.Tags(ctx, t, harness.AnonymousRepository(t, dstRef)); !slices.Equal(got, want) {
 				t.Errorf("tags at the destination:\n got %q\nwant %q", got, want)
 			}
-			if !strings.Contains(res.Stderr, "will export "+at(src.Ref("src/app"), f.sbom.Digest)) {
+			if !strings.Contains(res.Stderr, "will export "+harness.DigestRef(src.Ref("src/app"), f.sbom.Digest)) {
 				t.Errorf("the sbom is not named in the output:\n%s", res.Stderr)
 			}
 		})
@@ -112,12 +112,12 @@ func TestReferrersAPI(t *testing.T) {
 		dstRef := compliant.Ref("copy/bundle")
 		harness.RunOK(t, nil, "copy", "-b", src.Ref("src/bundle")+":v1", "--to-repo", dstRef)
 		f.wantImageReferrers(ctx, t, dstRef)
-		dstRepo := repo(t, dstRef)
+		dstRepo := harness.AnonymousRepository(t, dstRef)
 		if !exists(ctx, t, dstRepo, f.armNote) {
 			t.Errorf("referrer of an index child missing")
 		}
 		wantDigests(t, "referrers of the arm64 child", referrers(ctx, t, dstRepo, f.arm), f.armNote.Digest)
-		got := tags(ctx, t, dstRepo)
+		got := harness.Tags(ctx, t, dstRepo)
 		want := []string{
 			"v1",
 			digestTag(f.app.Digest, ".imgpkg"),
@@ -145,7 +145,7 @@ func TestReferrersFallbackTagSchema(t *testing.T) {
 	dstRef := dst.Ref("copy/bundle")
 	harness.RunOK(t, nil, "copy", "-b", src.Ref("src/bundle")+":v1", "--to-repo", dstRef)
 	f.wantImageReferrers(ctx, t, dstRef)
-	dstRepo := repo(t, dstRef)
+	dstRepo := harness.AnonymousRepository(t, dstRef)
 	wantDigests(t, "referrers of the arm64 child", referrers(ctx, t, dstRepo, f.arm), f.armNote.Digest)
 
 	// The fallback indexes themselves, read by tag.
@@ -178,7 +178,7 @@ func TestReferrersFallbackTagSchema(t *testing.T) {
 		digestTag(f.sbom.Digest, ""),
 	}
 	slices.Sort(want)
-	if got := tags(ctx, t, dstRepo); !slices.Equal(got, want) {
+	if got := harness.Tags(ctx, t, dstRepo); !slices.Equal(got, want) {
 		t.Errorf("tags at the destination:\n got %q\nwant %q", got, want)
 	}
 
@@ -186,7 +186,7 @@ func TestReferrersFallbackTagSchema(t *testing.T) {
 		// Everything is there: nothing is pushed, the indexes stay.
 		harness.RunOK(t, nil, "copy", "-b", src.Ref("src/bundle")+":v1", "--to-repo", dstRef)
 		f.wantImageReferrers(ctx, t, dstRef)
-		if got := tags(ctx, t, dstRepo); !slices.Equal(got, want) {
+		if got := harness.Tags(ctx, t, dstRepo); !slices.Equal(got, want) {
 			t.Errorf("tags after a second copy:\n got %q\nwant %q", got, want)
 		}
 	})
@@ -200,7 +200,7 @@ func TestReferrersOff(t *testing.T) {
 	f := newFixture(ctx, t, src, 103)
 	dstRef := dst.Ref("copy/bundle")
 	harness.RunOK(t, nil, "copy", "-b", src.Ref("src/bundle")+":v1", "--to-repo", dstRef, "--referrers=false")
-	dstRepo := repo(t, dstRef)
+	dstRepo := harness.AnonymousRepository(t, dstRef)
 	for _, d := range []ocispec.Descriptor{f.bundleImg, f.app, f.multi} {
 		if !exists(ctx, t, dstRepo, d) {
 			t.Errorf("%s missing", d.Digest)
@@ -249,8 +249,8 @@ func TestReferrersThroughTar(t *testing.T) {
 			dstRef := tc.reg.Ref("from/tar")
 			harness.RunOK(t, nil, "copy", "--tar", tarPath, "--to-repo", dstRef)
 			f.wantImageReferrers(ctx, t, dstRef)
-			wantDigests(t, "referrers of the arm64 child", referrers(ctx, t, repo(t, dstRef), f.arm), f.armNote.Digest)
-			for _, tag := range tags(ctx, t, repo(t, dstRef)) {
+			wantDigests(t, "referrers of the arm64 child", referrers(ctx, t, harness.AnonymousRepository(t, dstRef), f.arm), f.armNote.Digest)
+			for _, tag := range harness.Tags(ctx, t, harness.AnonymousRepository(t, dstRef)) {
 				for _, d := range []digest.Digest{f.sbom.Digest, f.sig.Digest, f.armNote.Digest} {
 					if tag == digestTag(d, ".imgpkg") {
 						t.Errorf("referrer tagged %s", tag)
@@ -263,7 +263,7 @@ func TestReferrersThroughTar(t *testing.T) {
 	t.Run("--referrers=false", func(t *testing.T) {
 		dstRef := apiDst.Ref("from/tar-without")
 		harness.RunOK(t, nil, "copy", "--tar", tarPath, "--to-repo", dstRef, "--referrers=false")
-		dstRepo := repo(t, dstRef)
+		dstRepo := harness.AnonymousRepository(t, dstRef)
 		if !exists(ctx, t, dstRepo, f.app) {
 			t.Fatal("app missing")
 		}
@@ -290,8 +290,8 @@ func TestCosignTags(t *testing.T) {
 		want[digestTag(app.Digest, "."+suffix)] = d.Digest
 	}
 	dstRef := dst.Ref("signed/app")
-	harness.RunOK(t, nil, "copy", "-i", at(src.Ref("signed/app"), app.Digest), "--to-repo", dstRef, "--cosign-signatures")
-	dstRepo := repo(t, dstRef)
+	harness.RunOK(t, nil, "copy", "-i", harness.DigestRef(src.Ref("signed/app"), app.Digest), "--to-repo", dstRef, "--cosign-signatures")
+	dstRepo := harness.AnonymousRepository(t, dstRef)
 	var wantTags []string
 	for tag, d := range want {
 		wantTags = append(wantTags, tag)
@@ -301,7 +301,7 @@ func TestCosignTags(t *testing.T) {
 		}
 	}
 	slices.Sort(wantTags)
-	if got := tags(ctx, t, dstRepo); !slices.Equal(got, wantTags) {
+	if got := harness.Tags(ctx, t, dstRepo); !slices.Equal(got, wantTags) {
 		t.Errorf("tags:\n got %q\nwant %q", got, wantTags)
 	}
 }

@@ -41,10 +41,10 @@ func TestCopyBundleThenPull(t *testing.T) {
 	legacy := b.ManifestList(ctx, t, src.Ref("team/legacy"), harness.IndexSpec{})
 
 	refs := []string{
-		at(srcProxy.Ref("team/app"), app.Digest),
-		at(srcProxy.Ref("team/worker"), worker.Digest),
-		at(srcProxy.Ref("team/multi"), multi.Digest),
-		at(srcProxy.Ref("team/legacy"), legacy.Digest),
+		harness.DigestRef(srcProxy.Ref("team/app"), app.Digest),
+		harness.DigestRef(srcProxy.Ref("team/worker"), worker.Digest),
+		harness.DigestRef(srcProxy.Ref("team/multi"), multi.Digest),
+		harness.DigestRef(srcProxy.Ref("team/legacy"), legacy.Digest),
 	}
 	digests := []digest.Digest{app.Digest, worker.Digest, multi.Digest, legacy.Digest}
 	srcRepos := []string{"team/app", "team/worker", "team/multi", "team/legacy"}
@@ -58,7 +58,7 @@ func TestCopyBundleThenPull(t *testing.T) {
 	originalImagesYML := harness.ImagesLockYAML(t, refs, annotations)
 
 	dstRepoRef := dstProxy.Ref("apps/bundle")
-	dstRepo := anonymousRepo(t, dst.Ref("apps/bundle"))
+	dstRepo := harness.AnonymousRepository(t, dst.Ref("apps/bundle"))
 	work := t.TempDir()
 	lockPath := filepath.Join(work, "lock.yml")
 	copyArgs := []string{"copy", "-b", srcProxy.Ref("team/bundle") + ":v1", "--to-repo", dstRepoRef, "--lock-output", lockPath}
@@ -66,9 +66,9 @@ func TestCopyBundleThenPull(t *testing.T) {
 	res := harness.RunOK(t, nil, copyArgs...)
 
 	t.Run("every digest at the destination", func(t *testing.T) {
-		wantAllAt(ctx, t, anonymousRepo(t, src.Ref("team/bundle")), dstRepo, bundle.Digest, false)
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("team/bundle")), dstRepo, bundle.Digest, false)
 		for i, d := range digests {
-			all := wantAllAt(ctx, t, anonymousRepo(t, src.Ref(srcRepos[i])), dstRepo, d, false)
+			all := wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref(srcRepos[i])), dstRepo, d, false)
 			if i >= 2 && len(all) < 5 { // index, 2 children, their configs and layers
 				t.Errorf("%s: only %d descriptors reachable; the index fixture changed?", refs[i], len(all))
 			}
@@ -76,14 +76,14 @@ func TestCopyBundleThenPull(t *testing.T) {
 	})
 
 	t.Run("tags", func(t *testing.T) {
-		locations := resolve(ctx, t, dstRepo, locationsTag(bundle.Digest))
+		locations := resolve(ctx, t, dstRepo, harness.ImageLocationsTag(bundle.Digest))
 		want := map[string]digest.Digest{
-			"v1":                        bundle.Digest,
-			imgpkgTag(bundle.Digest):    bundle.Digest,
-			locationsTag(bundle.Digest): locations,
+			"v1":                                     bundle.Digest,
+			harness.ImgpkgTag(bundle.Digest):         bundle.Digest,
+			harness.ImageLocationsTag(bundle.Digest): locations,
 		}
 		for _, d := range digests {
-			want[imgpkgTag(d)] = d
+			want[harness.ImgpkgTag(d)] = d
 		}
 		wantTags(ctx, t, dstRepo, want)
 	})
@@ -97,15 +97,15 @@ func TestCopyBundleThenPull(t *testing.T) {
 	})
 
 	t.Run("lock output", func(t *testing.T) {
-		lock := decodeYAML[bundleLock](t, lockPath, readFile(t, lockPath), "BundleLock")
-		if lock.Bundle.Image != at(dstRepoRef, bundle.Digest) || lock.Bundle.Tag != "v1" {
-			t.Errorf("lock output bundle %+v, want image %s tag v1", lock.Bundle, at(dstRepoRef, bundle.Digest))
+		lock := decodeYAML[bundleLock](t, lockPath, harness.ReadFile(t, lockPath), "BundleLock")
+		if lock.Bundle.Image != harness.DigestRef(dstRepoRef, bundle.Digest) || lock.Bundle.Tag != "v1" {
+			t.Errorf("lock output bundle %+v, want image %s tag v1", lock.Bundle, harness.DigestRef(dstRepoRef, bundle.Digest))
 		}
 	})
 
 	t.Run("output", func(t *testing.T) {
 		wantLine(t, res, "copy | exporting 5 images...")
-		wantLine(t, res, "copy | will export "+at(srcProxy.Ref("team/bundle"), bundle.Digest))
+		wantLine(t, res, "copy | will export "+harness.DigestRef(srcProxy.Ref("team/bundle"), bundle.Digest))
 		for _, r := range refs {
 			wantLine(t, res, "copy | will export "+r)
 		}
@@ -129,10 +129,10 @@ func TestCopyBundleThenPull(t *testing.T) {
 		res := harness.RunOK(t, nil, "pull", "-b", dstRepoRef+":v1", "-o", dir)
 		wantLine(t, res, "The bundle repo ("+dstRepoRef+") is hosting every image specified in the bundle's Images Lock file (.imgpkg/images.yml)")
 		wantSucceeded(t, res)
-		lock := decodeYAML[imagesLock](t, "images.yml", readFile(t, filepath.Join(dir, ".imgpkg", "images.yml")), "ImagesLock")
+		lock := decodeYAML[imagesLock](t, "images.yml", harness.ReadFile(t, filepath.Join(dir, ".imgpkg", "images.yml")), "ImagesLock")
 		var want []imageEntry
 		for i, r := range refs {
-			want = append(want, imageEntry{Image: at(dstRepoRef, digests[i]), Annotations: annotations[r]})
+			want = append(want, imageEntry{Image: harness.DigestRef(dstRepoRef, digests[i]), Annotations: annotations[r]})
 		}
 		wantImagesLock(t, "pulled images.yml", lock, want)
 		if _, err := os.Stat(filepath.Join(dir, "config", "config.yml")); err != nil {
@@ -144,7 +144,7 @@ func TestCopyBundleThenPull(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "bundle")
 		res := harness.RunOK(t, nil, "pull", "-b", srcProxy.Ref("team/bundle")+":v1", "-o", dir)
 		wantLine(t, res, "One or more images not found in bundle repo; skipping lock file update")
-		if got := readFile(t, filepath.Join(dir, ".imgpkg", "images.yml")); !bytes.Equal(got, originalImagesYML) {
+		if got := harness.ReadFile(t, filepath.Join(dir, ".imgpkg", "images.yml")); !bytes.Equal(got, originalImagesYML) {
 			t.Errorf("images.yml changed:\n%s\nwant:\n%s", got, originalImagesYML)
 		}
 	})
@@ -175,7 +175,7 @@ func TestCopyBundleThenPull(t *testing.T) {
 		// bundle label) may come from the source: never an image layer.
 		layers := map[digest.Digest]bool{}
 		for i, d := range digests {
-			for _, desc := range graphOf(ctx, t, anonymousRepo(t, src.Ref(srcRepos[i])), d) {
+			for _, desc := range graphOf(ctx, t, harness.AnonymousRepository(t, src.Ref(srcRepos[i])), d) {
 				if strings.Contains(desc.MediaType, "layer") || strings.Contains(desc.MediaType, "rootfs") {
 					layers[desc.Digest] = true
 				}
@@ -186,8 +186,8 @@ func TestCopyBundleThenPull(t *testing.T) {
 				t.Errorf("image layer %s fetched from the source again (%d bytes)", d, n)
 			}
 		}
-		if !bytes.Equal(readFile(t, lock2), readFile(t, lockPath)) {
-			t.Errorf("second lock output differs:\n%s\nfirst:\n%s", readFile(t, lock2), readFile(t, lockPath))
+		if !bytes.Equal(harness.ReadFile(t, lock2), harness.ReadFile(t, lockPath)) {
+			t.Errorf("second lock output differs:\n%s\nfirst:\n%s", harness.ReadFile(t, lock2), harness.ReadFile(t, lockPath))
 		}
 		wantSucceeded(t, res)
 	})
@@ -199,8 +199,8 @@ func TestCopyBundleThenPull(t *testing.T) {
 		if n := srcProxy.Stats().Count("", ""); n != 0 {
 			t.Errorf("the original registry got %d requests, want 0 (images must be found in the bundle repository first)", n)
 		}
-		wantLine(t, res, "copy | will export "+at(dstRepoRef, digests[0]))
-		mirror := anonymousRepo(t, dst.Ref("mirror/bundle"))
+		wantLine(t, res, "copy | will export "+harness.DigestRef(dstRepoRef, digests[0]))
+		mirror := harness.AnonymousRepository(t, dst.Ref("mirror/bundle"))
 		var blobs []digest.Digest
 		for _, d := range append([]digest.Digest{bundle.Digest}, digests...) {
 			for _, desc := range wantAllAt(ctx, t, dstRepo, mirror, d, false) {
@@ -251,7 +251,7 @@ func TestCopyFailureThenRerun(t *testing.T) {
 	for i := range 4 {
 		repo := "fail/app" + string(rune('a'+i))
 		d := b.Image(ctx, t, src.Ref(repo), harness.ImageSpec{Layers: []int{2000 + 500*i, 1000}, SharedBase: base}).Digest
-		refs = append(refs, at(src.Ref(repo), d))
+		refs = append(refs, harness.DigestRef(src.Ref(repo), d))
 		digests = append(digests, d)
 	}
 	bundle := b.Bundle(ctx, t, src.Ref("fail/bundle"), harness.BundleSpec{Images: refs, Tag: "v1"})
@@ -268,14 +268,14 @@ func TestCopyFailureThenRerun(t *testing.T) {
 	if res.ExitCode != 1 {
 		t.Fatalf("copy with a refused manifest: %s; want exit 1", res)
 	}
-	if line := errorLine(t, res); !strings.Contains(line, digests[2].String()) && !strings.Contains(line, "500") {
+	if line := harness.ErrorLine(t, res); !strings.Contains(line, digests[2].String()) && !strings.Contains(line, "500") {
 		t.Errorf("error names neither the refused manifest nor the status: %s", line)
 	}
 	if strings.Contains(res.Stderr, "Succeeded") {
 		t.Errorf("Succeeded printed after a failure")
 	}
-	dstRepo := anonymousRepo(t, dst.Ref("apps/fail"))
-	if tags := listTagsOrNone(ctx, t, dstRepo); len(tags) != 0 {
+	dstRepo := harness.AnonymousRepository(t, dst.Ref("apps/fail"))
+	if tags := harness.Tags(ctx, t, dstRepo); len(tags) != 0 {
 		t.Errorf("tags after a failed copy: %q, want none", tags)
 	}
 	firstUploads := map[digest.Digest]bool{}
@@ -299,10 +299,10 @@ func TestCopyFailureThenRerun(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]digest.Digest{"v1": bundle.Digest, imgpkgTag(bundle.Digest): bundle.Digest, locationsTag(bundle.Digest): ""}
+	want := map[string]digest.Digest{"v1": bundle.Digest, harness.ImgpkgTag(bundle.Digest): bundle.Digest, harness.ImageLocationsTag(bundle.Digest): ""}
 	for i, d := range digests {
-		want[imgpkgTag(d)] = d
-		wantAllAt(ctx, t, anonymousRepo(t, strings.Split(refs[i], "@")[0]), dstRepo, d, false)
+		want[harness.ImgpkgTag(d)] = d
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, strings.Split(refs[i], "@")[0]), dstRepo, d, false)
 	}
 	wantTags(ctx, t, dstRepo, want)
 }
@@ -319,7 +319,7 @@ func TestPullRewriteRule(t *testing.T) {
 	b := src.Builder(16)
 	one := b.Image(ctx, t, src.Ref("rule/one"), harness.ImageSpec{})
 	two := b.Index(ctx, t, src.Ref("rule/two"), harness.IndexSpec{})
-	refs := []string{at(src.Ref("rule/one"), one.Digest), at(src.Ref("rule/two"), two.Digest)}
+	refs := []string{harness.DigestRef(src.Ref("rule/one"), one.Digest), harness.DigestRef(src.Ref("rule/two"), two.Digest)}
 	bundle := b.Bundle(ctx, t, src.Ref("rule/bundle"), harness.BundleSpec{Images: refs, Tag: "v1"})
 	original := harness.ImagesLockYAML(t, refs, nil)
 
@@ -329,14 +329,14 @@ func TestPullRewriteRule(t *testing.T) {
 	hosted := "The bundle repo (" + dstRef + ") is hosting every image specified in the bundle's Images Lock file (.imgpkg/images.yml)"
 	notHosted := "One or more images not found in bundle repo; skipping lock file update"
 	relocated := []imageEntry{
-		{Image: at(dstRef, one.Digest), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(0)}},
-		{Image: at(dstRef, two.Digest), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(1)}},
+		{Image: harness.DigestRef(dstRef, one.Digest), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(0)}},
+		{Image: harness.DigestRef(dstRef, two.Digest), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(1)}},
 	}
 	pull := func(t *testing.T) (harness.Result, []byte) {
 		t.Helper()
 		dir := filepath.Join(t.TempDir(), "b")
 		res := harness.RunOK(t, nil, "pull", "-b", dstRef+":v1", "-o", dir)
-		return res, readFile(t, filepath.Join(dir, ".imgpkg", "images.yml"))
+		return res, harness.ReadFile(t, filepath.Join(dir, ".imgpkg", "images.yml"))
 	}
 	deleteManifest := func(t *testing.T, reference string) {
 		t.Helper()
@@ -350,7 +350,7 @@ func TestPullRewriteRule(t *testing.T) {
 	}
 
 	t.Run("without the ImageLocations image", func(t *testing.T) {
-		deleteManifest(t, locationsTag(bundle.Digest))
+		deleteManifest(t, harness.ImageLocationsTag(bundle.Digest))
 		res, got := pull(t)
 		wantLine(t, res, hosted)
 		wantImagesLock(t, "images.yml", decodeYAML[imagesLock](t, "images.yml", got, "ImagesLock"), relocated)

@@ -4,14 +4,11 @@
 package relocate_test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -27,7 +24,6 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
-	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/ferry-oci/ferry/e2e/harness"
 )
@@ -92,15 +88,6 @@ func decodeYAML[T any](t *testing.T, name string, data []byte, kind string) T {
 	return v
 }
 
-func readFile(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -111,70 +98,11 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-// at returns "repoRef@digest".
-func at(repoRef string, d digest.Digest) string { return repoRef + "@" + d.String() }
-
-// imgpkgTag is sha256-<hex>.imgpkg.
-func imgpkgTag(d digest.Digest) string { return "sha256-" + d.Encoded() + ".imgpkg" }
-
-// locationsTag is sha256-<hex>.image-locations.imgpkg.
-func locationsTag(d digest.Digest) string { return "sha256-" + d.Encoded() + ".image-locations.imgpkg" }
-
-// anonymousRepo opens repoRef ("host:port/name") on a plain-HTTP registry
-// without credentials.
-func anonymousRepo(t *testing.T, repoRef string) *remote.Repository {
-	t.Helper()
-	r, err := remote.NewRepository(repoRef)
-	if err != nil {
-		t.Fatalf("repository %s: %v", repoRef, err)
-	}
-	r.PlainHTTP = true
-	r.Client = &http.Client{Transport: &http.Transport{Proxy: nil}}
-	return r
-}
-
-// listTags returns the sorted tags of repo.
-func listTags(ctx context.Context, t *testing.T, repo *remote.Repository) []string {
-	t.Helper()
-	var tags []string
-	err := repo.Tags(ctx, "", func(page []string) error {
-		tags = append(tags, page...)
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("tags of %s: %v", repo.Reference, err)
-	}
-	slices.Sort(tags)
-	return tags
-}
-
-// listTagsOrNone is listTags that returns nil for a repository the
-// registry does not know.
-func listTagsOrNone(ctx context.Context, t *testing.T, repo *remote.Repository) []string {
-	t.Helper()
-	var tags []string
-	err := repo.Tags(ctx, "", func(page []string) error {
-		tags = append(tags, page...)
-		return nil
-	})
-	if errors.Is(err, errdef.ErrNotFound) {
-		return nil
-	}
-	var errResp *errcode.ErrorResponse
-	if errors.As(err, &errResp) && errResp.StatusCode == http.StatusNotFound {
-		return nil
-	}
-	if err != nil {
-		t.Fatalf("tags of %s: %v", repo.Reference, err)
-	}
-	return tags
-}
-
 // wantTags checks that repo's tags are exactly want (tag -> digest) and that
 // each resolves to its digest.
 func wantTags(ctx context.Context, t *testing.T, repo *remote.Repository, want map[string]digest.Digest) {
 	t.Helper()
-	got := listTags(ctx, t, repo)
+	got := harness.Tags(ctx, t, repo)
 	if w := slices.Sorted(maps.Keys(want)); !slices.Equal(got, w) {
 		t.Errorf("tags of %s:\n got %q\nwant %q", repo.Reference, got, w)
 	}
@@ -280,24 +208,6 @@ func exists(ctx context.Context, t *testing.T, repo *remote.Repository, desc oci
 	return ok
 }
 
-// fetchAll reads a blob or manifest and checks its digest.
-func fetchAll(ctx context.Context, t *testing.T, repo *remote.Repository, desc ocispec.Descriptor) []byte {
-	t.Helper()
-	rc, err := repo.Fetch(ctx, desc)
-	if err != nil {
-		t.Fatalf("fetch %s from %s: %v", desc.Digest, repo.Reference, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("read %s: %v", desc.Digest, err)
-	}
-	if got := digest.FromBytes(b); got != desc.Digest {
-		t.Fatalf("%s: content has digest %s", desc.Digest, got)
-	}
-	return b
-}
-
 // manifestOf fetches and decodes the image manifest d of repo.
 func manifestOf(ctx context.Context, t *testing.T, repo *remote.Repository, d digest.Digest) ocispec.Manifest {
 	t.Helper()
@@ -306,7 +216,7 @@ func manifestOf(ctx context.Context, t *testing.T, repo *remote.Repository, d di
 		t.Fatalf("resolve %s@%s: %v", repo.Reference, d, err)
 	}
 	var m ocispec.Manifest
-	if err := json.Unmarshal(fetchAll(ctx, t, repo, desc), &m); err != nil {
+	if err := json.Unmarshal(harness.FetchAll(ctx, t, repo, desc), &m); err != nil {
 		t.Fatalf("manifest %s: %v", d, err)
 	}
 	return m
@@ -317,43 +227,16 @@ func manifestOf(ctx context.Context, t *testing.T, repo *remote.Repository, d di
 // single layer holding only that file.
 func readImageLocations(ctx context.Context, t *testing.T, repo *remote.Repository, bundle digest.Digest) imageLocations {
 	t.Helper()
-	d := resolve(ctx, t, repo, locationsTag(bundle))
+	d := resolve(ctx, t, repo, harness.ImageLocationsTag(bundle))
 	m := manifestOf(ctx, t, repo, d)
 	if len(m.Layers) != 1 {
 		t.Fatalf("ImageLocations image %s has %d layers, want 1", d, len(m.Layers))
 	}
-	files := tarGzFiles(t, fetchAll(ctx, t, repo, m.Layers[0]))
+	files := harness.LayerFiles(t, harness.FetchAll(ctx, t, repo, m.Layers[0]))
 	if len(files) != 1 || files["image-locations.yml"] == nil {
 		t.Fatalf("ImageLocations layer holds %q, want only image-locations.yml", slices.Sorted(maps.Keys(files)))
 	}
 	return decodeYAML[imageLocations](t, "image-locations.yml", files["image-locations.yml"], "ImageLocations")
-}
-
-// tarGzFiles reads the regular files of a gzip tar.
-func tarGzFiles(t *testing.T, blob []byte) map[string][]byte {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(blob))
-	if err != nil {
-		t.Fatalf("gzip: %v", err)
-	}
-	tr := tar.NewReader(zr)
-	files := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files
-		}
-		if err != nil {
-			t.Fatalf("tar: %v", err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatalf("tar: %v", err)
-			}
-			files[strings.TrimPrefix(h.Name, "./")] = b
-		}
-	}
 }
 
 // wantLocations checks an ImageLocations file against the original
@@ -389,18 +272,6 @@ func wantSucceeded(t *testing.T, res harness.Result) {
 	if lines[len(lines)-1] != "Succeeded" {
 		t.Errorf("last stderr line %q, want Succeeded:\n%s", lines[len(lines)-1], res.Stderr)
 	}
-}
-
-// errorLine returns the stderr line starting with "ferry: Error:".
-func errorLine(t *testing.T, res harness.Result) string {
-	t.Helper()
-	for _, line := range stderrLines(res) {
-		if strings.HasPrefix(line, "ferry: Error:") {
-			return line
-		}
-	}
-	t.Fatalf("no line starting with 'ferry: Error:' on stderr:\n%s", res.Stderr)
-	return ""
 }
 
 // wantImagesLock checks a lock's images, in order, with their annotations.
@@ -471,4 +342,13 @@ func requestSummary(s harness.Stats) string {
 		total += s.Requests[k]
 	}
 	return fmt.Sprintf("%d requests:%s; blob bytes served %d, uploaded %d", total, b.String(), s.BlobBytesServed, s.BlobBytesUploaded)
+}
+
+// at is harness.DigestRef, kept for measure_test.go.
+func at(repoRef string, d digest.Digest) string { return harness.DigestRef(repoRef, d) }
+
+// anonymousRepo is harness.AnonymousRepository, kept for measure_test.go.
+func anonymousRepo(t *testing.T, repoRef string) *remote.Repository {
+	t.Helper()
+	return harness.AnonymousRepository(t, repoRef)
 }

@@ -26,15 +26,15 @@ func TestCopyNestedBundle(t *testing.T) {
 	shared := b.Image(ctx, t, src.Ref("nested/shared"), harness.ImageSpec{Layers: []int{800}})
 	innerOnly := b.Image(ctx, t, src.Ref("nested/inner-app"), harness.ImageSpec{Layers: []int{700}, Docker: true})
 	outerOnly := b.Image(ctx, t, src.Ref("nested/outer-app"), harness.ImageSpec{Layers: []int{600}})
-	innerRefs := []string{at(src.Ref("nested/inner-app"), innerOnly.Digest), at(src.Ref("nested/shared"), shared.Digest)}
+	innerRefs := []string{harness.DigestRef(src.Ref("nested/inner-app"), innerOnly.Digest), harness.DigestRef(src.Ref("nested/shared"), shared.Digest)}
 	inner := b.Bundle(ctx, t, src.Ref("nested/inner"), harness.BundleSpec{
 		Images: innerRefs,
 		Files:  map[string]string{"config/inner.yml": "inner: true\n"},
 	})
 	outerRefs := []string{
-		at(src.Ref("nested/inner"), inner.Digest),
-		at(src.Ref("nested/outer-app"), outerOnly.Digest),
-		at(src.Ref("nested/shared"), shared.Digest),
+		harness.DigestRef(src.Ref("nested/inner"), inner.Digest),
+		harness.DigestRef(src.Ref("nested/outer-app"), outerOnly.Digest),
+		harness.DigestRef(src.Ref("nested/shared"), shared.Digest),
 	}
 	outer := b.Bundle(ctx, t, src.Ref("nested/outer"), harness.BundleSpec{Images: outerRefs, Tag: "v1", OCI: true})
 
@@ -43,12 +43,12 @@ func TestCopyNestedBundle(t *testing.T) {
 	wantLine(t, res, "copy | exporting 5 images...")
 	wantLine(t, res, "copy | imported 5 images")
 
-	dstRepo := anonymousRepo(t, dstRef)
-	wantAllAt(ctx, t, anonymousRepo(t, src.Ref("nested/outer")), dstRepo, outer.Digest, false)
-	wantAllAt(ctx, t, anonymousRepo(t, src.Ref("nested/inner")), dstRepo, inner.Digest, false)
-	want := map[string]digest.Digest{"v1": outer.Digest, locationsTag(outer.Digest): "", locationsTag(inner.Digest): ""}
+	dstRepo := harness.AnonymousRepository(t, dstRef)
+	wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("nested/outer")), dstRepo, outer.Digest, false)
+	wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("nested/inner")), dstRepo, inner.Digest, false)
+	want := map[string]digest.Digest{"v1": outer.Digest, harness.ImageLocationsTag(outer.Digest): "", harness.ImageLocationsTag(inner.Digest): ""}
 	for _, d := range []digest.Digest{outer.Digest, inner.Digest, shared.Digest, innerOnly.Digest, outerOnly.Digest} {
-		want[imgpkgTag(d)] = d
+		want[harness.ImgpkgTag(d)] = d
 	}
 	wantTags(ctx, t, dstRepo, want)
 	wantLocations(t, readImageLocations(ctx, t, dstRepo, outer.Digest), map[string]bool{
@@ -61,21 +61,21 @@ func TestCopyNestedBundle(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "bundle")
 	res = harness.RunOK(t, nil, "pull", "-b", dstRef+":v1", "-o", dir, "-r")
 	wantSucceeded(t, res)
-	outerLock := decodeYAML[imagesLock](t, "images.yml", readFile(t, filepath.Join(dir, ".imgpkg", "images.yml")), "ImagesLock")
+	outerLock := decodeYAML[imagesLock](t, "images.yml", harness.ReadFile(t, filepath.Join(dir, ".imgpkg", "images.yml")), "ImagesLock")
 	var wantOuter []imageEntry
 	for i, d := range []digest.Digest{inner.Digest, outerOnly.Digest, shared.Digest} {
-		wantOuter = append(wantOuter, imageEntry{Image: at(dstRef, d), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(i)}})
+		wantOuter = append(wantOuter, imageEntry{Image: harness.DigestRef(dstRef, d), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(i)}})
 	}
 	wantImagesLock(t, "outer images.yml", outerLock, wantOuter)
 
 	nestedDir := filepath.Join(dir, ".imgpkg", "bundles", "sha256-"+inner.Digest.Encoded())
-	if got := string(readFile(t, filepath.Join(nestedDir, "config", "inner.yml"))); got != "inner: true\n" {
+	if got := string(harness.ReadFile(t, filepath.Join(nestedDir, "config", "inner.yml"))); got != "inner: true\n" {
 		t.Errorf("nested bundle file: %q", got)
 	}
-	innerLock := decodeYAML[imagesLock](t, "nested images.yml", readFile(t, filepath.Join(nestedDir, ".imgpkg", "images.yml")), "ImagesLock")
+	innerLock := decodeYAML[imagesLock](t, "nested images.yml", harness.ReadFile(t, filepath.Join(nestedDir, ".imgpkg", "images.yml")), "ImagesLock")
 	wantImagesLock(t, "nested images.yml", innerLock, []imageEntry{
-		{Image: at(dstRef, innerOnly.Digest), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(0)}},
-		{Image: at(dstRef, shared.Digest), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(1)}},
+		{Image: harness.DigestRef(dstRef, innerOnly.Digest), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(0)}},
+		{Image: harness.DigestRef(dstRef, shared.Digest), Annotations: map[string]string{harness.KbldIDAnnotation: fixtureID(1)}},
 	})
 	entries, err := os.ReadDir(filepath.Join(dir, ".imgpkg", "bundles"))
 	if err != nil || len(entries) != 1 {

@@ -26,7 +26,7 @@ func TestCopyToAuthRegistry(t *testing.T) {
 
 	b := src.Builder(51)
 	img := b.Image(ctx, t, src.Ref("open/app"), harness.ImageSpec{Layers: []int{1200}})
-	bundle := b.Bundle(ctx, t, src.Ref("open/bundle"), harness.BundleSpec{Images: []string{at(src.Ref("open/app"), img.Digest)}, Tag: "v1"})
+	bundle := b.Bundle(ctx, t, src.Ref("open/bundle"), harness.BundleSpec{Images: []string{harness.DigestRef(src.Ref("open/app"), img.Digest)}, Tag: "v1"})
 
 	good := harness.WriteDockerConfig(t, map[string]harness.Login{dst.Host: {Username: user, Password: password}})
 	wrong := harness.WriteDockerConfig(t, map[string]harness.Login{dst.Host: {Username: user, Password: "nope"}})
@@ -48,8 +48,8 @@ func TestCopyToAuthRegistry(t *testing.T) {
 				if res.ExitCode != 0 {
 					t.Fatalf("copy: %s", res)
 				}
-				wantAllAt(ctx, t, anonymousRepo(t, src.Ref("open/bundle")), dstRepo, bundle.Digest, false)
-				wantAllAt(ctx, t, anonymousRepo(t, src.Ref("open/app")), dstRepo, img.Digest, false)
+				wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("open/bundle")), dstRepo, bundle.Digest, false)
+				wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("open/app")), dstRepo, img.Digest, false)
 				if got := resolve(ctx, t, dstRepo, "v1"); got != bundle.Digest {
 					t.Errorf("v1 -> %s, want %s", got, bundle.Digest)
 				}
@@ -58,7 +58,7 @@ func TestCopyToAuthRegistry(t *testing.T) {
 			if res.ExitCode != 1 {
 				t.Fatalf("copy without valid credentials: %s; want exit 1", res)
 			}
-			line := errorLine(t, res)
+			line := harness.ErrorLine(t, res)
 			if !strings.Contains(line, dst.Host) {
 				t.Errorf("error does not name the destination %s: %s", dst.Host, line)
 			}
@@ -90,31 +90,31 @@ func TestCopyNonDistributable(t *testing.T) {
 	missing := b.Image(ctx, t, src.Ref("nd/missing"), harness.ImageSpec{NonDistributable: true, ForeignBlobMissing: true, Docker: true})
 	plain := b.Image(ctx, t, src.Ref("nd/plain"), harness.ImageSpec{})
 	foreignOf := func(repo string, d digest.Digest) ocispec.Descriptor {
-		m := manifestOf(ctx, t, anonymousRepo(t, src.Ref(repo)), d)
+		m := manifestOf(ctx, t, harness.AnonymousRepository(t, src.Ref(repo)), d)
 		if !isNonDistributable(m.Layers[0]) || len(m.Layers[0].URLs) == 0 {
 			t.Fatalf("fixture %s: first layer %+v is not non-distributable", repo, m.Layers[0])
 		}
 		return m.Layers[0]
 	}
 	ndRefs := map[string]ocispec.Descriptor{
-		at(src.Ref("nd/windows"), windows.Digest): foreignOf("nd/windows", windows.Digest),
-		at(src.Ref("nd/oci"), ociND.Digest):       foreignOf("nd/oci", ociND.Digest),
+		harness.DigestRef(src.Ref("nd/windows"), windows.Digest): foreignOf("nd/windows", windows.Digest),
+		harness.DigestRef(src.Ref("nd/oci"), ociND.Digest):       foreignOf("nd/oci", ociND.Digest),
 	}
-	refs := []string{at(src.Ref("nd/windows"), windows.Digest), at(src.Ref("nd/oci"), ociND.Digest), at(src.Ref("nd/plain"), plain.Digest)}
+	refs := []string{harness.DigestRef(src.Ref("nd/windows"), windows.Digest), harness.DigestRef(src.Ref("nd/oci"), ociND.Digest), harness.DigestRef(src.Ref("nd/plain"), plain.Digest)}
 	b.Bundle(ctx, t, src.Ref("nd/bundle"), harness.BundleSpec{Images: refs, Tag: "v1"})
-	missingRef := at(src.Ref("nd/missing"), missing.Digest)
+	missingRef := harness.DigestRef(src.Ref("nd/missing"), missing.Digest)
 	b.Bundle(ctx, t, src.Ref("nd/bundle-missing"), harness.BundleSpec{Images: []string{missingRef}, Tag: "v1"})
 
 	t.Run("skipped by default", func(t *testing.T) {
 		dstRef := dst.Ref("nd/default")
 		res := harness.RunOK(t, nil, "copy", "-b", src.Ref("nd/bundle")+":v1", "--to-repo", dstRef)
-		dstRepo := anonymousRepo(t, dstRef)
+		dstRepo := harness.AnonymousRepository(t, dstRef)
 		for ref, layer := range ndRefs {
 			_, d, _ := strings.Cut(ref, "@")
 			if !warned(res, ref, layer.Digest) {
 				t.Errorf("no warning line naming %s and its layer %s:\n%s", ref, layer.Digest, res.Stderr)
 			}
-			wantAllAt(ctx, t, anonymousRepo(t, strings.Split(ref, "@")[0]), dstRepo, digest.Digest(d), true)
+			wantAllAt(ctx, t, harness.AnonymousRepository(t, strings.Split(ref, "@")[0]), dstRepo, digest.Digest(d), true)
 			if exists(ctx, t, dstRepo, layer) {
 				t.Errorf("non-distributable layer %s of %s was copied", layer.Digest, ref)
 			}
@@ -132,16 +132,16 @@ func TestCopyNonDistributable(t *testing.T) {
 		if !warned(res, missingRef, layer.Digest) {
 			t.Errorf("no warning naming %s and %s:\n%s", missingRef, layer.Digest, res.Stderr)
 		}
-		wantAllAt(ctx, t, anonymousRepo(t, src.Ref("nd/missing")), anonymousRepo(t, dstRef), missing.Digest, true)
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("nd/missing")), harness.AnonymousRepository(t, dstRef), missing.Digest, true)
 	})
 
 	t.Run("included with the flag", func(t *testing.T) {
 		dstRef := dst.Ref("nd/included")
 		res := harness.RunOK(t, nil, "copy", "-b", src.Ref("nd/bundle")+":v1", "--to-repo", dstRef, "--include-non-distributable-layers")
-		dstRepo := anonymousRepo(t, dstRef)
+		dstRepo := harness.AnonymousRepository(t, dstRef)
 		for ref, layer := range ndRefs {
 			_, d, _ := strings.Cut(ref, "@")
-			wantAllAt(ctx, t, anonymousRepo(t, strings.Split(ref, "@")[0]), dstRepo, digest.Digest(d), false)
+			wantAllAt(ctx, t, harness.AnonymousRepository(t, strings.Split(ref, "@")[0]), dstRepo, digest.Digest(d), false)
 			if !exists(ctx, t, dstRepo, layer) {
 				t.Errorf("non-distributable layer %s of %s missing with --include-non-distributable-layers", layer.Digest, ref)
 			}
@@ -175,7 +175,7 @@ func TestCopyWrongKind(t *testing.T) {
 	b := src.Builder(71)
 	img := b.Image(ctx, t, src.Ref("kind/app"), harness.ImageSpec{Tag: "v1"})
 	b.Index(ctx, t, src.Ref("kind/multi"), harness.IndexSpec{Tag: "v1"})
-	b.Bundle(ctx, t, src.Ref("kind/bundle"), harness.BundleSpec{Images: []string{at(src.Ref("kind/app"), img.Digest)}, Tag: "v1"})
+	b.Bundle(ctx, t, src.Ref("kind/bundle"), harness.BundleSpec{Images: []string{harness.DigestRef(src.Ref("kind/app"), img.Digest)}, Tag: "v1"})
 
 	for _, tc := range []struct {
 		name string
@@ -199,7 +199,7 @@ func TestCopyWrongKind(t *testing.T) {
 			if res.ExitCode != 1 {
 				t.Fatalf("%s: %s; want exit 1", tc.name, res)
 			}
-			line := errorLine(t, res)
+			line := harness.ErrorLine(t, res)
 			if !strings.Contains(line, tc.hint) {
 				t.Errorf("error has no hint %q: %s", tc.hint, line)
 			}
@@ -208,7 +208,7 @@ func TestCopyWrongKind(t *testing.T) {
 			}
 		})
 	}
-	if tags := listTagsOrNone(ctx, t, anonymousRepo(t, dst.Ref("kind/x"))); len(tags) != 0 {
+	if tags := harness.Tags(ctx, t, harness.AnonymousRepository(t, dst.Ref("kind/x"))); len(tags) != 0 {
 		t.Errorf("failed copies left tags at the destination: %q", tags)
 	}
 }
@@ -224,36 +224,36 @@ func TestCopyCosignSignatures(t *testing.T) {
 	img := b.Image(ctx, t, src.Ref("signed/app"), harness.ImageSpec{})
 	unsigned := b.Image(ctx, t, src.Ref("signed/other"), harness.ImageSpec{})
 	imgSig := b.SignatureTag(ctx, t, src.Ref("signed/app"), img.Digest)
-	refs := []string{at(src.Ref("signed/app"), img.Digest), at(src.Ref("signed/other"), unsigned.Digest)}
+	refs := []string{harness.DigestRef(src.Ref("signed/app"), img.Digest), harness.DigestRef(src.Ref("signed/other"), unsigned.Digest)}
 	bundle := b.Bundle(ctx, t, src.Ref("signed/bundle"), harness.BundleSpec{Images: refs, Tag: "v1"})
 	bundleSig := b.SignatureTag(ctx, t, src.Ref("signed/bundle"), bundle.Digest)
 
 	sigTag := func(d digest.Digest) string { return "sha256-" + d.Encoded() + ".sig" }
 	base := map[string]digest.Digest{
-		"v1":                        bundle.Digest,
-		imgpkgTag(bundle.Digest):    bundle.Digest,
-		imgpkgTag(img.Digest):       img.Digest,
-		imgpkgTag(unsigned.Digest):  unsigned.Digest,
-		locationsTag(bundle.Digest): "",
+		"v1":                                     bundle.Digest,
+		harness.ImgpkgTag(bundle.Digest):         bundle.Digest,
+		harness.ImgpkgTag(img.Digest):            img.Digest,
+		harness.ImgpkgTag(unsigned.Digest):       unsigned.Digest,
+		harness.ImageLocationsTag(bundle.Digest): "",
 	}
 
 	t.Run("with --cosign-signatures", func(t *testing.T) {
 		dstRef := dst.Ref("signed/with")
 		harness.RunOK(t, nil, "copy", "-b", src.Ref("signed/bundle")+":v1", "--to-repo", dstRef, "--cosign-signatures")
-		dstRepo := anonymousRepo(t, dstRef)
+		dstRepo := harness.AnonymousRepository(t, dstRef)
 		want := map[string]digest.Digest{sigTag(img.Digest): imgSig.Digest, sigTag(bundle.Digest): bundleSig.Digest}
 		for k, v := range base {
 			want[k] = v
 		}
 		wantTags(ctx, t, dstRepo, want)
-		wantAllAt(ctx, t, anonymousRepo(t, src.Ref("signed/app")), dstRepo, imgSig.Digest, false)
-		wantAllAt(ctx, t, anonymousRepo(t, src.Ref("signed/bundle")), dstRepo, bundleSig.Digest, false)
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("signed/app")), dstRepo, imgSig.Digest, false)
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("signed/bundle")), dstRepo, bundleSig.Digest, false)
 	})
 
 	t.Run("without", func(t *testing.T) {
 		dstRef := dst.Ref("signed/without")
 		harness.RunOK(t, nil, "copy", "-b", src.Ref("signed/bundle")+":v1", "--to-repo", dstRef)
-		dstRepo := anonymousRepo(t, dstRef)
+		dstRepo := harness.AnonymousRepository(t, dstRef)
 		wantTags(ctx, t, dstRepo, base)
 		if exists(ctx, t, dstRepo, imgSig) {
 			t.Errorf("signature %s copied without --cosign-signatures", imgSig.Digest)
@@ -274,7 +274,7 @@ func TestCopySameRegistryMounts(t *testing.T) {
 	a := b.Image(ctx, t, reg.Ref("src/a"), harness.ImageSpec{Layers: []int{4000, 3000}, SharedBase: base})
 	c := b.Image(ctx, t, reg.Ref("src/c"), harness.ImageSpec{Layers: []int{2000}, SharedBase: base, Docker: true})
 	idx := b.Index(ctx, t, reg.Ref("src/idx"), harness.IndexSpec{})
-	refs := []string{at(p.Ref("src/a"), a.Digest), at(p.Ref("src/c"), c.Digest), at(p.Ref("src/idx"), idx.Digest)}
+	refs := []string{harness.DigestRef(p.Ref("src/a"), a.Digest), harness.DigestRef(p.Ref("src/c"), c.Digest), harness.DigestRef(p.Ref("src/idx"), idx.Digest)}
 	bundle := b.Bundle(ctx, t, reg.Ref("src/bundle"), harness.BundleSpec{Images: refs, Tag: "v1"})
 
 	p.Reset()
@@ -283,11 +283,11 @@ func TestCopySameRegistryMounts(t *testing.T) {
 	t.Logf("%s", requestSummary(s))
 	u := uploadsOf(t, s)
 
-	dstRepo := anonymousRepo(t, reg.Ref("dst/bundle"))
+	dstRepo := harness.AnonymousRepository(t, reg.Ref("dst/bundle"))
 	sourceBlobs := map[digest.Digest]int64{}
 	for i, d := range []digest.Digest{bundle.Digest, a.Digest, c.Digest, idx.Digest} {
 		repo := []string{"src/bundle", "src/a", "src/c", "src/idx"}[i]
-		for _, desc := range wantAllAt(ctx, t, anonymousRepo(t, reg.Ref(repo)), dstRepo, d, false) {
+		for _, desc := range wantAllAt(ctx, t, harness.AnonymousRepository(t, reg.Ref(repo)), dstRepo, d, false) {
 			if !isManifest(desc) {
 				sourceBlobs[desc.Digest] = desc.Size
 			}
@@ -304,7 +304,7 @@ func TestCopySameRegistryMounts(t *testing.T) {
 		mountedBytes += size
 	}
 	// What was uploaded is the ImageLocations image's config and layer.
-	locations := manifestOf(ctx, t, dstRepo, resolve(ctx, t, dstRepo, locationsTag(bundle.Digest)))
+	locations := manifestOf(ctx, t, dstRepo, resolve(ctx, t, dstRepo, harness.ImageLocationsTag(bundle.Digest)))
 	allowed := map[digest.Digest]int64{locations.Config.Digest: locations.Config.Size, locations.Layers[0].Digest: locations.Layers[0].Size}
 	var uploaded int64
 	for d, n := range u.putBytes {

@@ -41,7 +41,7 @@ func TestCopyConsolidatesRepositories(t *testing.T) {
 		} else {
 			img.d = b.Image(ctx, t, src.Ref(img.repo), harness.ImageSpec{Layers: []int{1000 + 100*i, 600}}).Digest
 		}
-		refs = append(refs, at(img.reg.Ref(img.repo), img.d))
+		refs = append(refs, harness.DigestRef(img.reg.Ref(img.repo), img.d))
 	}
 	bundle := b.Bundle(ctx, t, src.Ref("bundles/app"), harness.BundleSpec{Images: refs, Tag: "2.0.1"})
 
@@ -49,17 +49,17 @@ func TestCopyConsolidatesRepositories(t *testing.T) {
 	res := harness.RunOK(t, nil, "copy", "-b", src.Ref("bundles/app")+":2.0.1", "--to-repo", dstRef)
 	wantLine(t, res, "copy | imported 5 images")
 
-	dstRepo := anonymousRepo(t, dstRef)
-	wantAllAt(ctx, t, anonymousRepo(t, src.Ref("bundles/app")), dstRepo, bundle.Digest, false)
+	dstRepo := harness.AnonymousRepository(t, dstRef)
+	wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("bundles/app")), dstRepo, bundle.Digest, false)
 	want := map[string]digest.Digest{
-		"2.0.1":                     bundle.Digest,
-		imgpkgTag(bundle.Digest):    bundle.Digest,
-		locationsTag(bundle.Digest): "",
+		"2.0.1":                                  bundle.Digest,
+		harness.ImgpkgTag(bundle.Digest):         bundle.Digest,
+		harness.ImageLocationsTag(bundle.Digest): "",
 	}
 	locs := map[string]bool{}
 	for i, img := range images {
-		wantAllAt(ctx, t, anonymousRepo(t, img.reg.Ref(img.repo)), dstRepo, img.d, false)
-		want[imgpkgTag(img.d)] = img.d
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, img.reg.Ref(img.repo)), dstRepo, img.d, false)
+		want[harness.ImgpkgTag(img.d)] = img.d
 		locs[refs[i]] = false
 	}
 	wantTags(ctx, t, dstRepo, want)
@@ -67,7 +67,7 @@ func TestCopyConsolidatesRepositories(t *testing.T) {
 
 	// Nothing went anywhere else on the destination registry.
 	for _, repo := range []string{"team-a/frontend", "team-b/db", "team-c/nested/path/cache", "vendor/tool", "bundles/app"} {
-		if exists(ctx, t, anonymousRepo(t, dst.Ref(repo)), graphOf(ctx, t, dstRepo, bundle.Digest)[0]) {
+		if exists(ctx, t, harness.AnonymousRepository(t, dst.Ref(repo)), graphOf(ctx, t, dstRepo, bundle.Digest)[0]) {
 			t.Errorf("the bundle also landed in %s", dst.Ref(repo))
 		}
 	}
@@ -75,10 +75,10 @@ func TestCopyConsolidatesRepositories(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	res = harness.RunOK(t, nil, "pull", "-b", dstRef+":2.0.1", "-o", dir)
 	wantLine(t, res, "The bundle repo ("+dstRef+") is hosting every image specified in the bundle's Images Lock file (.imgpkg/images.yml)")
-	lock := decodeYAML[imagesLock](t, "images.yml", readFile(t, filepath.Join(dir, ".imgpkg", "images.yml")), "ImagesLock")
+	lock := decodeYAML[imagesLock](t, "images.yml", harness.ReadFile(t, filepath.Join(dir, ".imgpkg", "images.yml")), "ImagesLock")
 	var wantLock []imageEntry
 	for i, img := range images {
-		wantLock = append(wantLock, imageEntry{Image: at(dstRef, img.d), Annotations: map[string]string{harness.KbldIDAnnotation: fmt.Sprintf("fixture/image-%d", i)}})
+		wantLock = append(wantLock, imageEntry{Image: harness.DigestRef(dstRef, img.d), Annotations: map[string]string{harness.KbldIDAnnotation: fmt.Sprintf("fixture/image-%d", i)}})
 	}
 	wantImagesLock(t, "pulled images.yml", lock, wantLock)
 }
@@ -97,18 +97,18 @@ func TestCopySourcesAndTags(t *testing.T) {
 	b := src.Builder(31)
 	app := b.Image(ctx, t, src.Ref("tiny/app"), harness.ImageSpec{Layers: []int{1500}, Tag: "v2"})
 	db := b.Index(ctx, t, src.Ref("tiny/db"), harness.IndexSpec{})
-	refs := []string{at(srcProxy.Ref("tiny/app"), app.Digest), at(srcProxy.Ref("tiny/db"), db.Digest)}
+	refs := []string{harness.DigestRef(srcProxy.Ref("tiny/app"), app.Digest), harness.DigestRef(srcProxy.Ref("tiny/db"), db.Digest)}
 	bundle := b.Bundle(ctx, t, src.Ref("tiny/bundle"), harness.BundleSpec{Images: refs, Tag: "v3"})
 
 	t.Run("repo-based tags", func(t *testing.T) {
 		dstRef := dst.Ref("rbt/bundle")
 		harness.RunOK(t, nil, "copy", "-b", srcProxy.Ref("tiny/bundle")+":v3", "--to-repo", dstRef, "--repo-based-tags")
-		wantTags(ctx, t, anonymousRepo(t, dstRef), map[string]digest.Digest{
+		wantTags(ctx, t, harness.AnonymousRepository(t, dstRef), map[string]digest.Digest{
 			"v3": bundle.Digest,
 			"tiny-bundle-sha256-" + bundle.Digest.Encoded() + ".imgpkg": bundle.Digest,
 			"tiny-app-sha256-" + app.Digest.Encoded() + ".imgpkg":       app.Digest,
 			"tiny-db-sha256-" + db.Digest.Encoded() + ".imgpkg":         db.Digest,
-			locationsTag(bundle.Digest):                                 "",
+			harness.ImageLocationsTag(bundle.Digest):                    "",
 		})
 	})
 
@@ -118,11 +118,11 @@ func TestCopySourcesAndTags(t *testing.T) {
 		res := harness.RunOK(t, nil, "copy", "-i", srcProxy.Ref("tiny/app")+":v2", "--to-repo", dstRef, "--lock-output", lockPath)
 		wantLine(t, res, "copy | exporting 1 images...")
 		wantSucceeded(t, res)
-		dstRepo := anonymousRepo(t, dstRef)
-		wantAllAt(ctx, t, anonymousRepo(t, src.Ref("tiny/app")), dstRepo, app.Digest, false)
-		wantTags(ctx, t, dstRepo, map[string]digest.Digest{"v2": app.Digest, imgpkgTag(app.Digest): app.Digest})
-		lock := decodeYAML[imagesLock](t, lockPath, readFile(t, lockPath), "ImagesLock")
-		wantImagesLock(t, lockPath, lock, []imageEntry{{Image: at(dstRef, app.Digest)}})
+		dstRepo := harness.AnonymousRepository(t, dstRef)
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("tiny/app")), dstRepo, app.Digest, false)
+		wantTags(ctx, t, dstRepo, map[string]digest.Digest{"v2": app.Digest, harness.ImgpkgTag(app.Digest): app.Digest})
+		lock := decodeYAML[imagesLock](t, lockPath, harness.ReadFile(t, lockPath), "ImagesLock")
+		wantImagesLock(t, lockPath, lock, []imageEntry{{Image: harness.DigestRef(dstRef, app.Digest)}})
 	})
 
 	t.Run("images lock", func(t *testing.T) {
@@ -136,14 +136,14 @@ func TestCopySourcesAndTags(t *testing.T) {
 		writeFile(t, in, harness.ImagesLockYAML(t, []string{refs[1], refs[0]}, ann))
 		dstRef := dst.Ref("locked/images")
 		harness.RunOK(t, nil, "copy", "--lock", in, "--to-repo", dstRef, "--lock-output", out)
-		dstRepo := anonymousRepo(t, dstRef)
-		wantAllAt(ctx, t, anonymousRepo(t, src.Ref("tiny/db")), dstRepo, db.Digest, false)
-		wantAllAt(ctx, t, anonymousRepo(t, src.Ref("tiny/app")), dstRepo, app.Digest, false)
-		wantTags(ctx, t, dstRepo, map[string]digest.Digest{imgpkgTag(app.Digest): app.Digest, imgpkgTag(db.Digest): db.Digest})
-		lock := decodeYAML[imagesLock](t, out, readFile(t, out), "ImagesLock")
+		dstRepo := harness.AnonymousRepository(t, dstRef)
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("tiny/db")), dstRepo, db.Digest, false)
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("tiny/app")), dstRepo, app.Digest, false)
+		wantTags(ctx, t, dstRepo, map[string]digest.Digest{harness.ImgpkgTag(app.Digest): app.Digest, harness.ImgpkgTag(db.Digest): db.Digest})
+		lock := decodeYAML[imagesLock](t, out, harness.ReadFile(t, out), "ImagesLock")
 		wantImagesLock(t, out, lock, []imageEntry{
-			{Image: at(dstRef, db.Digest), Annotations: ann[refs[1]]},
-			{Image: at(dstRef, app.Digest)},
+			{Image: harness.DigestRef(dstRef, db.Digest), Annotations: ann[refs[1]]},
+			{Image: harness.DigestRef(dstRef, app.Digest)},
 		})
 	})
 
@@ -155,7 +155,7 @@ func TestCopySourcesAndTags(t *testing.T) {
 		// Hand-written BundleLock with another tag: the tag is applied.
 		handLock := filepath.Join(dir, "hand.yml")
 		writeFile(t, handLock, fmt.Appendf(nil, "---\napiVersion: %s\nkind: BundleLock\nbundle:\n  image: %s\n  tag: stable\n",
-			apiVersion, at(dst.Ref("first/bundle"), bundle.Digest)))
+			apiVersion, harness.DigestRef(dst.Ref("first/bundle"), bundle.Digest)))
 
 		for _, tc := range []struct {
 			name, lock, repo, tag string
@@ -171,18 +171,18 @@ func TestCopySourcesAndTags(t *testing.T) {
 				if n := srcProxy.Stats().Count("", ""); n != 0 {
 					t.Errorf("the original registry got %d requests; the relocated bundle's repository has every image", n)
 				}
-				dstRepo := anonymousRepo(t, dstRef)
-				wantAllAt(ctx, t, anonymousRepo(t, src.Ref("tiny/bundle")), dstRepo, bundle.Digest, false)
+				dstRepo := harness.AnonymousRepository(t, dstRef)
+				wantAllAt(ctx, t, harness.AnonymousRepository(t, src.Ref("tiny/bundle")), dstRepo, bundle.Digest, false)
 				wantTags(ctx, t, dstRepo, map[string]digest.Digest{
-					tc.tag:                      bundle.Digest,
-					imgpkgTag(bundle.Digest):    bundle.Digest,
-					imgpkgTag(app.Digest):       app.Digest,
-					imgpkgTag(db.Digest):        db.Digest,
-					locationsTag(bundle.Digest): "",
+					tc.tag:                                   bundle.Digest,
+					harness.ImgpkgTag(bundle.Digest):         bundle.Digest,
+					harness.ImgpkgTag(app.Digest):            app.Digest,
+					harness.ImgpkgTag(db.Digest):             db.Digest,
+					harness.ImageLocationsTag(bundle.Digest): "",
 				})
-				lock := decodeYAML[bundleLock](t, out, readFile(t, out), "BundleLock")
-				if lock.Bundle.Image != at(dstRef, bundle.Digest) || lock.Bundle.Tag != tc.tag {
-					t.Errorf("lock output %+v, want %s tag %s", lock.Bundle, at(dstRef, bundle.Digest), tc.tag)
+				lock := decodeYAML[bundleLock](t, out, harness.ReadFile(t, out), "BundleLock")
+				if lock.Bundle.Image != harness.DigestRef(dstRef, bundle.Digest) || lock.Bundle.Tag != tc.tag {
+					t.Errorf("lock output %+v, want %s tag %s", lock.Bundle, harness.DigestRef(dstRef, bundle.Digest), tc.tag)
 				}
 			})
 		}

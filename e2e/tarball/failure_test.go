@@ -89,9 +89,9 @@ func TestToTarFailureLeavesNothing(t *testing.T) {
 			} else {
 				close(done)
 			}
-			res := harness.Run(t, env, "copy", "-i", at(p.Ref("cut/app"), img.Digest), "--to-tar", tarPath, "--registry-retry-count", "0")
+			res := harness.Run(t, env, "copy", "-i", harness.DigestRef(p.Ref("cut/app"), img.Digest), "--to-tar", tarPath, "--registry-retry-count", "0")
 			<-done
-			line := errorLine(t, res)
+			line := harness.ErrorLine(t, res)
 			if !strings.Contains(line, big.Digest.String()) && !strings.Contains(line, p.Host) {
 				t.Errorf("error line %q names neither the blob nor the registry", line)
 			}

@@ -3,13 +3,9 @@ package tarball_test
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
-	"io"
-	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
@@ -18,38 +14,9 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
-	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/ferry-oci/ferry/e2e/harness"
 )
-
-// imgpkgTag is imgpkg's tag of an untagged image: sha256-<hex>.imgpkg.
-func imgpkgTag(d digest.Digest) string { return "sha256-" + d.Encoded() + ".imgpkg" }
-
-// locationsTag is the tag of a bundle's ImageLocations cache image.
-func locationsTag(d digest.Digest) string {
-	return "sha256-" + d.Encoded() + ".image-locations.imgpkg"
-}
-
-// tagsOf lists the tags of repo, sorted; nil when the registry does not
-// know the repository.
-func tagsOf(ctx context.Context, t *testing.T, repo *remote.Repository) []string {
-	t.Helper()
-	var tags []string
-	err := repo.Tags(ctx, "", func(page []string) error {
-		tags = append(tags, page...)
-		return nil
-	})
-	var resp *errcode.ErrorResponse
-	switch {
-	case errors.Is(err, errdef.ErrNotFound), errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound:
-		return nil
-	case err != nil:
-		t.Fatalf("tags of %s: %v", repo.Reference, err)
-	}
-	slices.Sort(tags)
-	return tags
-}
 
 // wantTag checks that tag resolves to d in repo.
 func wantTag(ctx context.Context, t *testing.T, repo *remote.Repository, tag string, d digest.Digest) {
@@ -117,77 +84,6 @@ func isForeign(desc ocispec.Descriptor) bool {
 	return strings.Contains(desc.MediaType, ".foreign.") || strings.Contains(desc.MediaType, ".nondistributable.")
 }
 
-// fetchBytes reads desc from repo and checks its digest.
-func fetchBytes(ctx context.Context, t *testing.T, repo *remote.Repository, desc ocispec.Descriptor) []byte {
-	t.Helper()
-	rc, err := repo.Fetch(ctx, desc)
-	if err != nil {
-		t.Fatalf("fetch %s from %s: %v", desc.Digest, repo.Reference, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil || digest.FromBytes(b) != desc.Digest {
-		t.Fatalf("fetch %s from %s: %v (%d bytes)", desc.Digest, repo.Reference, err, len(b))
-	}
-	return b
-}
-
-// gzipTarFile returns the file called name in a gzip tar blob.
-func gzipTarFile(t *testing.T, blob []byte, name string) []byte {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(blob))
-	if err != nil {
-		t.Fatalf("gzip: %v", err)
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			t.Fatalf("%s not in the layer", name)
-		}
-		if err != nil {
-			t.Fatalf("tar: %v", err)
-		}
-		if h.Name == name {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		}
-	}
-}
-
-// noPanic fails the test when ferry's stderr shows a panic or a goroutine
-// dump.
-func noPanic(t *testing.T, res harness.Result) {
-	t.Helper()
-	if strings.Contains(res.Stderr, "panic:") || strings.Contains(res.Stderr, "goroutine ") {
-		t.Errorf("ferry panicked:\n%s", res.Stderr)
-	}
-}
-
-// errorLine returns ferry's "ferry: Error: ..." line, failing the test
-// unless the run exited 1 with exactly one such line.
-func errorLine(t *testing.T, res harness.Result) string {
-	t.Helper()
-	noPanic(t, res)
-	if res.ExitCode != 1 {
-		t.Errorf("exit status %d, want 1", res.ExitCode)
-	}
-	var lines []string
-	for l := range strings.SplitSeq(res.Stderr, "\n") {
-		if strings.HasPrefix(l, "ferry: Error: ") {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) != 1 {
-		t.Errorf("%d ferry: Error: lines in stderr, want 1:\n%s", len(lines), res.Stderr)
-		return ""
-	}
-	return lines[0]
-}
-
 // stderrLine reports whether a line of stderr holds every one of parts.
 func stderrLine(res harness.Result, parts ...string) bool {
 	for l := range strings.SplitSeq(res.Stderr, "\n") {
@@ -207,33 +103,6 @@ type tarFile struct {
 	hdr    tar.Header
 	body   []byte
 	offset int64 // of the body in the file
-}
-
-// readTar reads every entry of the tar at path.
-func readTar(t *testing.T, path string) ([]tarFile, []byte) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	br := bytes.NewReader(data)
-	tr := tar.NewReader(br)
-	var out []tarFile
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out, data
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		off := int64(len(data)) - int64(br.Len())
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		out = append(out, tarFile{hdr: *h, body: body, offset: off})
-	}
 }
 
 // writeTar writes entries as a tar file at path.
@@ -260,18 +129,6 @@ func writeTar(t *testing.T, path string, entries []tarFile) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// entryNamed returns the entry called name.
-func entryNamed(t *testing.T, entries []tarFile, name string) tarFile {
-	t.Helper()
-	for _, e := range entries {
-		if e.hdr.Name == name {
-			return e
-		}
-	}
-	t.Fatalf("no tar entry %q", name)
-	return tarFile{}
 }
 
 // blobEntry is the tar entry name of a blob in an OCI layout.

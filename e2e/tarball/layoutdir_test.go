@@ -24,7 +24,7 @@ func TestOCILayoutDirRoundTrip(t *testing.T) {
 	base := bytes.Repeat([]byte("layout dir base\n"), 100)
 	app := b.Image(ctx, t, src.Ref("dir/app"), harness.ImageSpec{Layers: []int{3000}, SharedBase: base, Docker: true})
 	multi := b.Index(ctx, t, src.Ref("dir/multi"), harness.IndexSpec{Layers: []int{500}})
-	refs := []string{at(src.Ref("dir/app"), app.Digest), at(src.Ref("dir/multi"), multi.Digest)}
+	refs := []string{harness.DigestRef(src.Ref("dir/app"), app.Digest), harness.DigestRef(src.Ref("dir/multi"), multi.Digest)}
 	bundle := b.Bundle(ctx, t, src.Ref("dir/bundle"), harness.BundleSpec{Images: refs, Tag: "v2"})
 
 	work := t.TempDir()
@@ -43,7 +43,7 @@ func TestOCILayoutDirRoundTrip(t *testing.T) {
 	for _, want := range []struct {
 		refName, kind string
 		d             digest.Digest
-	}{{"v2", "bundle", bundle.Digest}, {imgpkgTag(app.Digest), "image", app.Digest}, {imgpkgTag(multi.Digest), "index", multi.Digest}} {
+	}{{"v2", "bundle", bundle.Digest}, {harness.ImgpkgTag(app.Digest), "image", app.Digest}, {harness.ImgpkgTag(multi.Digest), "index", multi.Digest}} {
 		var ok bool
 		for l := range strings.SplitSeq(res.Stdout, "\n") {
 			f := strings.Fields(l)
@@ -63,10 +63,10 @@ func TestOCILayoutDirRoundTrip(t *testing.T) {
 	repo := dst.Repository(t, "dir/bundle")
 	wantTag(ctx, t, repo, "v2", bundle.Digest)
 	for _, d := range []digest.Digest{bundle.Digest, app.Digest, multi.Digest} {
-		wantTag(ctx, t, repo, imgpkgTag(d), d)
+		wantTag(ctx, t, repo, harness.ImgpkgTag(d), d)
 		graphAt(ctx, t, repo, d)
 	}
-	if _, err := repo.Resolve(ctx, locationsTag(bundle.Digest)); err != nil {
+	if _, err := repo.Resolve(ctx, harness.ImageLocationsTag(bundle.Digest)); err != nil {
 		t.Errorf("ImageLocations image: %v", err)
 	}
 
@@ -77,7 +77,7 @@ func TestOCILayoutDirRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range []digest.Digest{app.Digest, multi.Digest} {
-		if !strings.Contains(string(yml), at(dstRef, d)) {
+		if !strings.Contains(string(yml), harness.DigestRef(dstRef, d)) {
 			t.Errorf("images.yml does not point %s at the destination:\n%s", d, yml)
 		}
 	}

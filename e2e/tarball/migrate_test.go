@@ -54,11 +54,11 @@ func TestMigrateImgpkgBundleTar(t *testing.T) {
 	repo := dst.Repository(t, "migrated/bundle")
 	wantTag(ctx, t, repo, "v1", imgpkgBundle)
 	for _, d := range []digest.Digest{imgpkgBundle, imgpkgApp, imgpkgMulti} {
-		wantTag(ctx, t, repo, imgpkgTag(d), d)
+		wantTag(ctx, t, repo, harness.ImgpkgTag(d), d)
 	}
-	want := []string{"v1", imgpkgTag(imgpkgBundle), imgpkgTag(imgpkgApp), imgpkgTag(imgpkgMulti), locationsTag(imgpkgBundle)}
+	want := []string{"v1", harness.ImgpkgTag(imgpkgBundle), harness.ImgpkgTag(imgpkgApp), harness.ImgpkgTag(imgpkgMulti), harness.ImageLocationsTag(imgpkgBundle)}
 	slices.Sort(want)
-	if got := tagsOf(ctx, t, repo); !slices.Equal(got, want) {
+	if got := harness.Tags(ctx, t, repo); !slices.Equal(got, want) {
 		t.Errorf("tags %q, want %q", got, want)
 	}
 
@@ -77,15 +77,15 @@ func TestMigrateImgpkgBundleTar(t *testing.T) {
 	graphAt(ctx, t, repo, imgpkgBundle)
 
 	// ImageLocations: the images as the bundle's images.yml lists them.
-	locDesc, err := repo.Resolve(ctx, locationsTag(imgpkgBundle))
+	locDesc, err := repo.Resolve(ctx, harness.ImageLocationsTag(imgpkgBundle))
 	if err != nil {
 		t.Fatalf("ImageLocations image: %v", err)
 	}
 	var m ocispec.Manifest
-	if err := json.Unmarshal(fetchBytes(ctx, t, repo, locDesc), &m); err != nil || len(m.Layers) != 1 {
+	if err := json.Unmarshal(harness.FetchAll(ctx, t, repo, locDesc), &m); err != nil || len(m.Layers) != 1 {
 		t.Fatalf("ImageLocations manifest: %v %+v", err, m)
 	}
-	locs := string(gzipTarFile(t, fetchBytes(ctx, t, repo, m.Layers[0]), "image-locations.yml"))
+	locs := string(harness.LayerFiles(t, harness.FetchAll(ctx, t, repo, m.Layers[0]))["image-locations.yml"])
 	for _, ref := range []string{imgpkgOrigin + "app@" + imgpkgApp.String(), imgpkgOrigin + "multi@" + imgpkgMulti.String()} {
 		if !strings.Contains(locs, ref) {
 			t.Errorf("image-locations.yml does not list %s:\n%s", ref, locs)
@@ -129,7 +129,7 @@ func TestMigrateImgpkgImageTar(t *testing.T) {
 	harness.RunOK(t, nil, "copy", "--tar", imgpkgTestdata(t, "imgpkg-image.tar"), "--to-repo", dstRef, "--lock-output", lockPath)
 	repo := dst.Repository(t, "migrated/app")
 	wantTag(ctx, t, repo, "v1", imgpkgApp)
-	if got, want := tagsOf(ctx, t, repo), []string{imgpkgTag(imgpkgApp), "v1"}; !slices.Equal(got, want) {
+	if got, want := harness.Tags(ctx, t, repo), []string{harness.ImgpkgTag(imgpkgApp), "v1"}; !slices.Equal(got, want) {
 		t.Errorf("tags %q, want %q", got, want)
 	}
 	graphAt(ctx, t, repo, imgpkgApp)
@@ -157,14 +157,14 @@ func TestDockerSaveTarRefused(t *testing.T) {
 		{hdr: tar.Header{Name: "repositories", Typeflag: tar.TypeReg, Mode: 0o644}, body: []byte(`{"example/app":{"v1":"x"}}`)},
 	})
 	res := harness.Run(t, nil, "copy", "--tar", path, "--to-repo", dst.Ref("docker/save"))
-	line := errorLine(t, res)
+	line := harness.ErrorLine(t, res)
 	if !strings.Contains(line, path) || !strings.Contains(line, "docker save") {
 		t.Errorf("error line %q does not name the file and docker save", line)
 	}
-	if tags := tagsOf(ctx, t, dst.Repository(t, "docker/save")); tags != nil {
+	if tags := harness.Tags(ctx, t, dst.Repository(t, "docker/save")); tags != nil {
 		t.Errorf("tags %q pushed from a refused tarball", tags)
 	}
-	line = errorLine(t, harness.Run(t, nil, "tar", "verify", path))
+	line = harness.ErrorLine(t, harness.Run(t, nil, "tar", "verify", path))
 	if !strings.Contains(line, "docker save") {
 		t.Errorf("tar verify: error line %q does not say docker save", line)
 	}

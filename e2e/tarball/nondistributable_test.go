@@ -25,7 +25,7 @@ func TestTarNonDistributableLayers(t *testing.T) {
 	b := src.Builder(91)
 	win := b.Image(ctx, t, src.Ref("nd/windows"), harness.ImageSpec{NonDistributable: true, Docker: true, Layers: []int{800}})
 	plain := b.Image(ctx, t, src.Ref("nd/plain"), harness.ImageSpec{Layers: []int{300}})
-	winRef, plainRef := at(src.Ref("nd/windows"), win.Digest), at(src.Ref("nd/plain"), plain.Digest)
+	winRef, plainRef := harness.DigestRef(src.Ref("nd/windows"), win.Digest), harness.DigestRef(src.Ref("nd/plain"), plain.Digest)
 	bundle := b.Bundle(ctx, t, src.Ref("nd/bundle"), harness.BundleSpec{Images: []string{winRef, plainRef}, Tag: "v1"})
 
 	var wm ocispec.Manifest
@@ -98,7 +98,7 @@ func TestTarNonDistributableLayers(t *testing.T) {
 	}
 	repo := dst.Repository(t, "nd/skipped")
 	wantTag(ctx, t, repo, "v1", bundle.Digest)
-	wantTag(ctx, t, repo, imgpkgTag(win.Digest), win.Digest)
+	wantTag(ctx, t, repo, harness.ImgpkgTag(win.Digest), win.Digest)
 	for _, d := range graphAt(ctx, t, repo, win.Digest) {
 		if d.Digest == foreign.Digest && has(ctx, t, repo, d) {
 			t.Errorf("the foreign layer %s was pushed", foreign.Digest)

@@ -24,8 +24,6 @@ import (
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
-func at(repo string, d digest.Digest) string { return repo + "@" + d.String() }
-
 // tarEntries lists the names of a tar's entries and reads index.json.
 func tarEntries(t *testing.T, path string) ([]string, ocispec.Index) {
 	t.Helper()
@@ -64,7 +62,7 @@ func TestAirGapThroughTarball(t *testing.T) {
 	base := bytes.Repeat([]byte("shared base of the tarball images\n"), 200)
 	app := b.Image(ctx, t, src.Ref("team/app"), harness.ImageSpec{Layers: []int{4000, 900}, SharedBase: base})
 	multi := b.Index(ctx, t, src.Ref("team/multi"), harness.IndexSpec{Layers: []int{700}})
-	refs := []string{at(src.Ref("team/app"), app.Digest), at(src.Ref("team/multi"), multi.Digest)}
+	refs := []string{harness.DigestRef(src.Ref("team/app"), app.Digest), harness.DigestRef(src.Ref("team/multi"), multi.Digest)}
 	ann := map[string]map[string]string{
 		refs[0]: {harness.KbldIDAnnotation: "docker.io/example/app"},
 		refs[1]: {harness.KbldIDAnnotation: "docker.io/example/multi"},
@@ -132,7 +130,7 @@ func TestAirGapThroughTarball(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(lock), "kind: BundleLock") || !strings.Contains(string(lock), at(dstRepoRef, bundle.Digest)) || !strings.Contains(string(lock), "tag: v1") {
+	if !strings.Contains(string(lock), "kind: BundleLock") || !strings.Contains(string(lock), harness.DigestRef(dstRepoRef, bundle.Digest)) || !strings.Contains(string(lock), "tag: v1") {
 		t.Errorf("lock output:\n%s", lock)
 	}
 	repo, err := remote.NewRepository(dstRepoRef)
@@ -164,7 +162,7 @@ func TestAirGapThroughTarball(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, d := range []digest.Digest{app.Digest, multi.Digest} {
-		if !strings.Contains(string(yml), at(dstRepoRef, d)) {
+		if !strings.Contains(string(yml), harness.DigestRef(dstRepoRef, d)) {
 			t.Errorf("images.yml does not point %s at the destination:\n%s", refs[i], yml)
 		}
 	}

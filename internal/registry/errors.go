@@ -43,7 +43,12 @@ func (e *AuthError) Unwrap() []error { return []error{ErrUnauthorized, e.Err} }
 
 // DescribeError turns an access refusal from an operation on repository ref
 // into an *AuthError that names the registry and the credential source
-// tried; other errors, and nil, are returned unchanged. Call it on errors from
+// tried. It also rewrites, in the message only, each blob upload URL
+// (`Put "https://reg/v2/REPO/blobs/uploads/UUID?_state=...&digest=..."`, long
+// and holding the registry's opaque upload state) as the registry,
+// repository and blob digest it is for; errors.Is and errors.As still reach
+// the original errors, and the --debug log keeps the full URLs. Other
+// errors, and nil, are returned unchanged. Call it on errors from
 // oras-go operations on a repository from [Client.Repository]. When the
 // refusal is an HTTP response from another registry than ref's (for
 // example the source of a copy whose destination is ref), the registry and
@@ -54,6 +59,7 @@ func (c *Client) DescribeError(err error, ref orasregistry.Reference) error {
 	if err == nil {
 		return nil
 	}
+	err = shortenUploadURLs(err)
 	var already *AuthError
 	if errors.As(err, &already) {
 		return err
@@ -105,4 +111,93 @@ func referenceOfURL(u *url.URL) (orasregistry.Reference, bool) {
 		return orasregistry.Reference{}, false
 	}
 	return ref, true
+}
+
+// uploadURLError is an error whose message has its blob upload URLs
+// replaced by what they are for; it unwraps to the original error.
+type uploadURLError struct {
+	msg string
+	err error
+}
+
+func (e *uploadURLError) Error() string { return e.msg }
+func (e *uploadURLError) Unwrap() error { return e.err }
+
+// shortenUploadURLs returns err with the text of every blob upload request
+// in its message (`METHOD "URL"`, as *url.Error and *errcode.ErrorResponse
+// print it) replaced by describeUpload's words; err itself when there is
+// none.
+func shortenUploadURLs(err error) error {
+	var short *uploadURLError
+	if errors.As(err, &short) {
+		return err
+	}
+	msg := err.Error()
+	out := msg
+	walkErrors(err, func(e error) {
+		var text string
+		var u *url.URL
+		switch e := e.(type) {
+		case *url.Error:
+			parsed, perr := url.Parse(e.URL)
+			if perr != nil {
+				return
+			}
+			text, u = fmt.Sprintf("%s %q", e.Op, e.URL), parsed
+		case *errcode.ErrorResponse:
+			if e.URL == nil {
+				return
+			}
+			text, u = fmt.Sprintf("%s %q", e.Method, e.URL), e.URL
+		default:
+			return
+		}
+		if desc, ok := describeUpload(u); ok {
+			out = strings.ReplaceAll(out, text, desc)
+		}
+	})
+	if out == msg {
+		return err
+	}
+	return &uploadURLError{msg: out, err: err}
+}
+
+// walkErrors calls fn for err and every error it wraps, depth first.
+func walkErrors(err error, fn func(error)) {
+	if err == nil {
+		return
+	}
+	fn(err)
+	switch e := err.(type) {
+	case interface{ Unwrap() error }:
+		walkErrors(e.Unwrap(), fn)
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			walkErrors(inner, fn)
+		}
+	}
+}
+
+// describeUpload says what a blob upload URL
+// (/v2/REPO/blobs/uploads/...) is for: "upload of blob DIGEST to
+// repository REPO on REGISTRY", the digest taken from the digest (final
+// PUT) or mount (cross-repository mount) parameter and left out when there
+// is none. It reports false for other URLs.
+func describeUpload(u *url.URL) (string, bool) {
+	if u == nil || !strings.Contains(u.Path, "/blobs/uploads/") {
+		return "", false
+	}
+	ref, ok := referenceOfURL(u)
+	if !ok {
+		return "", false
+	}
+	q := u.Query()
+	blob := q.Get("digest")
+	if blob == "" {
+		blob = q.Get("mount")
+	}
+	if blob == "" {
+		return fmt.Sprintf("blob upload to repository %s on %s", ref.Repository, ref.Registry), true
+	}
+	return fmt.Sprintf("upload of blob %s to repository %s on %s", blob, ref.Repository, ref.Registry), true
 }
