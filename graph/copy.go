@@ -115,13 +115,19 @@ type Result struct {
 //   - every followed bundle gets its ImageLocations cache image, tagged
 //     sha256-<bundle hex>.image-locations.imgpkg;
 //   - only after all that succeeded, node Tags are applied (user tags of
-//     roots, signature tags).
+//     roots, signature tags);
+//   - the children indexes leave out (Node.LeftOut) are not copied, nor is
+//     anything only they reach; an index that keeps its digest is pushed
+//     without them (sparse), and when dst refuses it for that, the error is
+//     a *SparseIndexError (ErrSparseIndexRefused) naming the index and the
+//     registry setting that allows it. Indexes Discover rewrote are pushed
+//     from memory.
 //
 // Tags already pointing at the right digest are not re-applied. CopyToRepo
 // is safe for concurrent use if src and dst are, though two copies into one
 // repository at once may both send the same blob.
 func CopyToRepo(ctx context.Context, src Source, g *Graph, dst oras.Target, opts CopyOptions) (*Result, error) {
-	c := newCopier(src, g, dst, opts)
+	c := newCopier(src, g, guardSparse(dst, g), opts)
 	c.dst = dst
 	c.warnNonDistributable(g)
 	if err := c.copyGraph(ctx, g); err != nil {
@@ -154,13 +160,18 @@ func newCopier(src Source, g *Graph, blobs content.Storage, opts CopyOptions) *c
 		},
 		byDigest: make(map[digest.Digest]*Node),
 		foreign:  make(map[digest.Digest][]ocispec.Descriptor),
+		pruned:   prunedChildren(g),
+	}
+	c.source = c.route
+	if len(g.extra) > 0 {
+		c.source = extraBlobs{ReadOnlyStorage: c.route, blobs: g.extra, wrap: opts.WrapReader}
 	}
 	for _, n := range g.Nodes {
 		c.byDigest[n.Desc.Digest] = n
 		c.route.own(n.Desc.Digest, n.Repo)
 	}
 	// Uploads cut by the destination restart from the source (the store).
-	c.blobs = withUploadRetries(blobs, c.route.Fetch)
+	c.blobs = withUploadRetries(blobs, c.source.Fetch)
 	return c
 }
 
@@ -193,7 +204,10 @@ type copier struct {
 	limit    limiter
 	res      *Result
 	route    *router
-	byDigest map[digest.Digest]*Node // read-only during the copy
+	source   content.ReadOnlyStorage                  // route, with the indexes Discover rewrote
+	pruned   map[digest.Digest]map[digest.Digest]bool // index -> children left out (read-only)
+	byDigest map[digest.Digest]*Node                  // read-only during the copy
+	gather   bool                                     // Gather: the destination is the local store
 
 	mu      sync.Mutex
 	foreign map[digest.Digest][]ocispec.Descriptor // manifest -> its foreign layers
@@ -229,6 +243,7 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.describe(desc), err)
 			}
+			succ = withoutPruned(c.pruned, desc.Digest, succ)
 			c.route.adopt(desc.Digest, succ)
 			if c.opts.IncludeNonDistributable {
 				if nd := appendNonDistributable(nil, succ); len(nd) > 0 {
@@ -292,7 +307,20 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 			return from, nil
 		}
 	}
-	if err := oras.CopyGraph(ctx, c.route, c.blobs, root, gopts); err != nil {
+	if err := oras.CopyGraph(ctx, c.source, c.blobs, root, gopts); err != nil {
+		// oras-go's CopyError prefixes `failed to perform "Push" on
+		// destination`; the cause it wraps is what the user needs first.
+		var ce *oras.CopyError
+		if errors.As(err, &ce) && ce.Err != nil {
+			if ce.Origin == oras.CopyErrorOriginSource {
+				err = fmt.Errorf("read source: %w", ce.Err)
+			} else {
+				err = ce.Err
+			}
+		}
+		if c.gather {
+			return fmt.Errorf("fetch into the local store: %w", err)
+		}
 		return fmt.Errorf("copy to %s: %w", c.destName(), err)
 	}
 	return nil
@@ -342,7 +370,7 @@ func (c *copier) copyForeign(ctx context.Context, desc ocispec.Descriptor) error
 			}
 			continue
 		}
-		rc, err := c.route.Fetch(ctx, l)
+		rc, err := c.source.Fetch(ctx, l)
 		if err != nil {
 			return fmt.Errorf("non-distributable layer %s of %s: %w", l.Digest, c.describe(desc), err)
 		}
@@ -441,7 +469,9 @@ func (r *router) ownersOf(d digest.Digest) []string {
 }
 
 // Fetch opens the content from the first of its repositories that has it;
-// the reader fails at the end when size or digest do not match.
+// the reader fails at the end when size or digest do not match. The bytes
+// are hashed once: by the repository when it verifies what it serves (the
+// store, a layout; see contentVerifier), here otherwise.
 func (r *router) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	repos := r.ownersOf(desc.Digest)
 	if len(repos) == 0 {
@@ -455,7 +485,7 @@ func (r *router) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadClo
 		}
 		rc, err := t.Fetch(ctx, desc)
 		if err == nil {
-			var out io.ReadCloser = newVerifyingReadCloser(rc, desc)
+			out := verified(t, desc, rc)
 			if r.wrap != nil {
 				out = r.wrap(desc, out)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -35,6 +36,37 @@ type DiscoverOptions struct {
 	// withdrawn OCI artifact manifest) are left out, and a referrer is never
 	// followed as a bundle. Default off, as imgpkg copies no referrers.
 	Referrers bool
+	// Platforms, when not empty, keeps only the children of each index
+	// (roots and images of bundles; signatures and referrers are kept
+	// whole) whose platform is one of them: the same OS and architecture,
+	// and the same variant when one is given, after containerd's
+	// normalisation (linux/arm64 matches linux/arm64/v8, x86_64 is amd64).
+	// A child without a platform is kept; a Docker buildx attestation
+	// manifest is kept with the image it describes. An index nested in an
+	// index is filtered the same way, and left out when none of its images
+	// is kept. Children left out are not read, nor are their referrers
+	// looked for; they are listed in Node.LeftOut and the copy leaves them
+	// out. An index with platform-specific children none of which is asked
+	// for fails with ErrNoPlatformMatch, naming the platforms it has.
+	// Default: every child is kept.
+	Platforms []ocispec.Platform
+	// RewriteIndexes replaces every root index that leaves children out by
+	// a new index listing only the children kept (their descriptors
+	// unchanged; nested indexes rewritten in turn), with the original's
+	// annotations plus AnnotationOriginalIndexDigest. Node.Desc then
+	// describes the new index, which is served from memory to the copy, and
+	// Node.Rewrite the original; the root's RootSpec annotations in
+	// Graph.Specs get AnnotationOriginalIndexDigest, so the ImagesLock of
+	// the copy records it. The signatures and referrers of the original
+	// index are left out (they name its digest). A graph with a followed
+	// bundle fails with ErrRewriteBundle. Default off: indexes keep their
+	// digest and are copied sparse.
+	RewriteIndexes bool
+	// Absent lists child manifests and indexes the source lacks on purpose
+	// (a layout written by a copy with a platform filter records them): an
+	// index child listed here is left out (Node.LeftOut, Absent set)
+	// without being read. Default none.
+	Absent []ocispec.Descriptor
 	// Concurrency bounds the registry requests in flight. <= 0 means 5.
 	Concurrency int
 	// OnImage, when not nil, is called once for every node after it was read
@@ -54,17 +86,26 @@ type DiscoverOptions struct {
 // recorded on the index node. Requests run concurrently, bounded by
 // opts.Concurrency.
 //
+// With opts.Platforms, each index keeps only the children of those
+// platforms (Node.LeftOut lists the others); with opts.RewriteIndexes,
+// root indexes are replaced by new ones listing only the children kept
+// (Node.Rewrite).
+//
 // Errors name the reference at fault: ErrNotBundle or ErrIsBundle (with a
 // hint to use -i or -b) when a root is not of its Kind, ErrBundleLayers,
-// ErrImageNotFound, or the Source's error. Discover is safe for concurrent
-// use if src is.
+// ErrImageNotFound, ErrNoPlatformMatch, ErrRewriteBundle, or the Source's
+// error. Discover is safe for concurrent use if src is.
 func Discover(ctx context.Context, src Source, roots []RootSpec, opts DiscoverOptions) (*Graph, error) {
 	d := &discoverer{
-		src:   src,
-		opts:  opts,
-		limit: newLimiter(opts.Concurrency),
-		nodes: make(map[digest.Digest]*Node),
-		repos: newRepoCache(src),
+		src:    src,
+		opts:   opts,
+		limit:  newLimiter(opts.Concurrency),
+		nodes:  make(map[digest.Digest]*Node),
+		repos:  newRepoCache(src),
+		absent: make(map[digest.Digest]bool, len(opts.Absent)),
+	}
+	for _, a := range opts.Absent {
+		d.absent[a.Digest] = true
 	}
 	g := &Graph{Roots: make([]*Node, len(roots)), Specs: slices.Clone(roots)}
 	err := forEach(ctx, len(roots), func(ctx context.Context, i int) error {
@@ -82,6 +123,11 @@ func Discover(ctx context.Context, src Source, roots []RootSpec, opts DiscoverOp
 		}
 	}
 	unmarkListed(g.Roots)
+	if opts.RewriteIndexes {
+		if err := rewriteRoots(g); err != nil {
+			return nil, err
+		}
+	}
 	g.Nodes = depthFirst(g.Roots)
 	return g, nil
 }
@@ -132,7 +178,8 @@ type discoverer struct {
 	opts  DiscoverOptions
 	limit limiter
 
-	repos *repoCache
+	repos  *repoCache
+	absent map[digest.Digest]bool // read-only: DiscoverOptions.Absent
 
 	mu       sync.Mutex
 	nodes    map[digest.Digest]*Node
@@ -343,7 +390,7 @@ func readImagesLock(ctx context.Context, t oras.ReadOnlyTarget, layer ocispec.De
 		return nil, fmt.Errorf("layer %s: %w", layer.Digest, err)
 	}
 	defer rc.Close()
-	vr := newVerifyingReadCloser(rc, layer)
+	vr := verified(t, layer, rc)
 	lock, err := bundle.ReadImagesLock(ctx, vr, layer.MediaType)
 	if err != nil {
 		return nil, fmt.Errorf("layer %s: %w", layer.Digest, err)
@@ -443,15 +490,27 @@ func (d *discoverer) classify(ctx context.Context, n *Node, t oras.ReadOnlyTarge
 	switch {
 	case isIndex(desc.MediaType):
 		n.Index = true
-		var children *[]ocispec.Descriptor
-		if d.opts.Referrers {
-			children = &n.children
-		}
-		nd, err := d.indexNonDistributable(ctx, t, body, map[digest.Digest]bool{desc.Digest: true}, children)
+		filter := len(d.opts.Platforms) > 0 && !n.Signature && !n.Referrer
+		w, err := d.walkIndex(ctx, t, desc.Digest, body, map[digest.Digest]bool{desc.Digest: true}, filter)
 		if err != nil {
 			return fmt.Errorf("%s (%s): %w", n.Ref, desc.Digest, err)
 		}
-		n.NonDistributable = nd
+		if filter && w.platformed > 0 && w.matched == 0 {
+			want := make([]string, len(d.opts.Platforms))
+			for i, p := range d.opts.Platforms {
+				want[i] = FormatPlatform(p)
+			}
+			return fmt.Errorf("index %s (%s): %w (%s); it has %s", n.Ref, desc.Digest, ErrNoPlatformMatch,
+				strings.Join(want, ", "), strings.Join(w.platforms, ", "))
+		}
+		n.NonDistributable = w.nd
+		if d.opts.Referrers {
+			n.children = w.children
+		}
+		if len(w.leftOut) > 0 {
+			n.LeftOut = w.leftOut
+			n.indexBodies = w.bodies
+		}
 		return nil
 	case isImageManifest(desc.MediaType):
 		var m ocispec.Manifest
@@ -474,27 +533,25 @@ func (d *discoverer) classify(ctx context.Context, n *Node, t oras.ReadOnlyTarge
 	}
 }
 
-// indexNonDistributable fetches the children of an index (concurrently) and
-// collects their non-distributable layers; seen guards against revisiting.
-// When children is not nil, the descriptors of the child manifests and
-// indexes (nested ones included) are appended to it.
-func (d *discoverer) indexNonDistributable(ctx context.Context, t oras.ReadOnlyTarget, body []byte, seen map[digest.Digest]bool, children *[]ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+// walkIndex fetches the children of the index dg (concurrently) that the
+// copy keeps (see selectChildren) and collects their non-distributable
+// layers, descending into nested indexes; seen guards against revisiting.
+// A nested index none of whose platform-specific images is kept is left
+// out as a whole.
+func (d *discoverer) walkIndex(ctx context.Context, t oras.ReadOnlyTarget, dg digest.Digest, body []byte, seen map[digest.Digest]bool, filter bool) (*indexWalk, error) {
 	var idx ocispec.Index
 	if err := json.Unmarshal(body, &idx); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	var kids []ocispec.Descriptor
+	w := &indexWalk{bodies: map[digest.Digest][]byte{dg: body}}
+	var listed []ocispec.Descriptor
 	for _, c := range idx.Manifests {
 		if (isImageManifest(c.MediaType) || isIndex(c.MediaType)) && !seen[c.Digest] {
 			seen[c.Digest] = true
-			kids = append(kids, c)
+			listed = append(listed, c)
 		}
 	}
-	if children != nil {
-		for _, c := range kids {
-			*children = append(*children, plain(c))
-		}
-	}
+	kids := d.selectChildren(dg, listed, filter, w)
 	results := make([][]ocispec.Descriptor, len(kids))
 	bodies := make([][]byte, len(kids))
 	err := forEach(ctx, len(kids), func(ctx context.Context, i int) error {
@@ -521,18 +578,26 @@ func (d *discoverer) indexNonDistributable(ctx context.Context, t oras.ReadOnlyT
 	if err != nil {
 		return nil, err
 	}
-	var out []ocispec.Descriptor
-	for i := range kids {
-		out = appendNonDistributable(out, results[i])
-		if bodies[i] != nil {
-			nested, err := d.indexNonDistributable(ctx, t, bodies[i], seen, children)
-			if err != nil {
-				return nil, err
-			}
-			out = appendNonDistributable(out, nested)
+	for i, c := range kids {
+		if bodies[i] == nil {
+			w.children = append(w.children, plain(c))
+			w.nd = appendNonDistributable(w.nd, results[i])
+			continue
 		}
+		nested, err := d.walkIndex(ctx, t, c.Digest, bodies[i], seen, filter)
+		if err != nil {
+			return nil, err
+		}
+		if filter && nested.platformed > 0 && nested.matched == 0 {
+			w.leftOut = append(w.leftOut, LeftOutChild{Parent: dg, Desc: c})
+			w.platformed += nested.platformed
+			w.addPlatforms(nested.platforms...)
+			continue
+		}
+		w.children = append(w.children, plain(c))
+		w.merge(nested)
 	}
-	return out, nil
+	return w, nil
 }
 
 // appendNonDistributable appends the non-distributable layers of layers not

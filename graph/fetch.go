@@ -161,6 +161,28 @@ func sniffMediaType(body []byte, fallback string) string {
 	return fallback
 }
 
+// contentVerifier is what a source implements when its Fetch checks the
+// content itself, as ferry's store and layout readers do: Verifies reports
+// whether rc, returned by the source's Fetch for desc, can only end (return
+// io.EOF) after exactly desc's bytes, any other content failing the Read
+// that reaches its end, or holds content verified earlier (a blob committed
+// in a store). graph then does not hash those bytes a second time. A source
+// that does not implement it, or answers false, is verified by graph.
+type contentVerifier interface {
+	Verifies(desc ocispec.Descriptor, rc io.Reader) bool
+}
+
+// verified returns rc, fetched from src for desc, as a reader that fails at
+// its end unless the content is desc: rc itself when src verifies it (see
+// contentVerifier), otherwise rc wrapped in a verifyingReadCloser. Either
+// way each byte is hashed once.
+func verified(src any, desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser {
+	if v, ok := src.(contentVerifier); ok && v.Verifies(desc, rc) {
+		return rc
+	}
+	return newVerifyingReadCloser(rc, desc)
+}
+
 // verifyingReadCloser checks size and digest while the content streams: the
 // read that reaches the end returns ErrDigestMismatch (or a size error)
 // instead of io.EOF when the content is not what desc describes, so a

@@ -46,6 +46,10 @@ type Gathered struct {
 	// Skipped lists, by manifest digest, the non-distributable layers left
 	// out (empty with IncludeNonDistributable).
 	Skipped map[digest.Digest][]ocispec.Descriptor
+	// LeftOut lists, by node digest, the children of the indexes copied
+	// sparse (Node.LeftOut of an index not rewritten), as their index lists
+	// them: the layout does not hold them.
+	LeftOut map[digest.Digest][]ocispec.Descriptor
 }
 
 // Gather makes every blob of g readable from local, fetching through src
@@ -54,7 +58,9 @@ type Gathered struct {
 // half copies the listed blobs from local into a directory or a tar.
 //
 // Manifests local already has are read again so that every blob they
-// reference is checked, not only the manifest itself.
+// reference is checked, not only the manifest itself. The children indexes
+// leave out (Node.LeftOut) are not gathered; Gathered.LeftOut lists those
+// of the indexes kept sparse. Errors say "fetch into the local store".
 func Gather(ctx context.Context, src Source, g *Graph, local content.Storage, opts GatherOptions) (*Gathered, error) {
 	var dst content.Storage = descendAlways{local}
 	if opts.SourceFillsLocal {
@@ -66,6 +72,7 @@ func Gather(ctx context.Context, src Source, g *Graph, local content.Storage, op
 		OnWarning:               opts.OnWarning,
 		WrapReader:              opts.WrapReader,
 	})
+	c.gather = true
 	var mu sync.Mutex
 	blobs := map[digest.Digest]ocispec.Descriptor{}
 	c.seen = func(desc ocispec.Descriptor) {
@@ -81,7 +88,15 @@ func Gather(ctx context.Context, src Source, g *Graph, local content.Storage, op
 	if err := c.copyGraph(ctx, g); err != nil {
 		return nil, err
 	}
-	out := &Gathered{Skipped: map[digest.Digest][]ocispec.Descriptor{}}
+	out := &Gathered{Skipped: map[digest.Digest][]ocispec.Descriptor{}, LeftOut: map[digest.Digest][]ocispec.Descriptor{}}
+	for _, n := range g.Nodes {
+		if n.Rewrite != nil {
+			continue
+		}
+		for _, c := range n.LeftOut {
+			out.LeftOut[n.Desc.Digest] = append(out.LeftOut[n.Desc.Digest], c.Desc)
+		}
+	}
 	for _, d := range blobs {
 		out.Blobs = append(out.Blobs, d)
 	}

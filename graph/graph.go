@@ -171,11 +171,24 @@ type Node struct {
 	// Tags are applied at the destination after everything was copied: user
 	// tags of roots, and the original tag of signatures.
 	Tags []string
+	// LeftOut lists the children of an index (nested indexes' children
+	// included) that the copy leaves out: those whose platform
+	// DiscoverOptions.Platforms does not ask for, with their attestation
+	// manifests, and those listed in DiscoverOptions.Absent. Everything only
+	// they reach (their referrers too) is left out. Unless Rewrite is set,
+	// the index itself is copied unchanged (same digest): a sparse index.
+	// Empty for other nodes.
+	LeftOut []LeftOutChild
+	// Rewrite is set when DiscoverOptions.RewriteIndexes replaced this
+	// index by a new one listing only the children kept: Desc then
+	// describes the new index and Rewrite.Original the one at the source.
+	Rewrite *IndexRewrite
 
-	layers   []ocispec.Descriptor // layers of an image manifest
-	children []ocispec.Descriptor // child manifests and indexes of an index, nested ones included (for referrers)
-	ready    chan struct{}        // closed once Desc, Bundle, Index and NonDistributable are set
-	err      error                // set before ready is closed when the node could not be read
+	layers      []ocispec.Descriptor     // layers of an image manifest
+	children    []ocispec.Descriptor     // kept child manifests and indexes of an index, nested ones included (for referrers)
+	indexBodies map[digest.Digest][]byte // an index leaving children out, and the indexes nested in it, by digest
+	ready       chan struct{}            // closed once Desc, Bundle, Index and NonDistributable are set
+	err         error                    // set before ready is closed when the node could not be read
 }
 
 // Location returns Repo@Digest, where the node is read from.
@@ -193,6 +206,8 @@ type Graph struct {
 	// Nodes holds every node once, in a deterministic depth-first order:
 	// each node, then its signatures, its referrers, then its images.
 	Nodes []*Node
+
+	extra map[digest.Digest][]byte // indexes written by DiscoverOptions.RewriteIndexes
 }
 
 // Bundles returns the bundle nodes (followed bundles only, Lock != nil) in

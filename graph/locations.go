@@ -134,7 +134,7 @@ func (c *copier) pushImageLocations(ctx context.Context, g *Graph) error {
 				return fmt.Errorf("bundle %s: image locations: %w", b.Ref, err)
 			}
 		}
-		if err := ensureTag(ctx, c.dst, m.desc, ImageLocationsTag(b.Desc.Digest)); err != nil {
+		if err := ensureTagBytes(ctx, c.dst, m.desc, m.data, ImageLocationsTag(b.Desc.Digest)); err != nil {
 			return fmt.Errorf("bundle %s: image locations: %w", b.Ref, err)
 		}
 		return nil

@@ -54,6 +54,10 @@ type PlanBytes struct {
 	// LeftOut is the bytes of non-distributable layers left out (not part
 	// of Total).
 	LeftOut int64 `json:"leftOut"`
+	// PlatformLeftOut is the bytes of the blobs that only the children
+	// left out of indexes (Node.LeftOut) reach: what a platform filter
+	// saves (not part of Total; left out of JSON when zero).
+	PlatformLeftOut int64 `json:"platformLeftOut,omitempty"`
 }
 
 // ToWrite returns the bytes the copy will write at the destination:
@@ -112,6 +116,21 @@ type LeftOutBlob struct {
 	Reason string
 }
 
+// LeftOutChildPlan is a child an index leaves out (Node.LeftOut), with
+// what leaving it out saves.
+type LeftOutChildPlan struct {
+	// Node is the index node.
+	Node *Node
+	// Child is the child left out.
+	Child LeftOutChild
+	// Blobs and Bytes count the blobs that only children left out reach,
+	// each once, for the first such child (in Graph.Nodes, then Node.LeftOut
+	// order) that reaches it: what the copy does not move. They are zero for
+	// a child the source lacks.
+	Blobs int
+	Bytes int64
+}
+
 // Plan is what copying a graph will do, computed by [PlanCopy] before
 // anything moves. It is read-only and safe for concurrent reads.
 type Plan struct {
@@ -124,6 +143,9 @@ type Plan struct {
 	Blobs []PlannedBlob
 	// LeftOut lists the blobs left out, each digest once.
 	LeftOut []LeftOutBlob
+	// LeftOutChildren lists the children of indexes left out (by a
+	// platform filter, see DiscoverOptions.Platforms), node by node.
+	LeftOutChildren []LeftOutChildPlan
 	// Total counts every blob once.
 	Total PlanBytes
 }
@@ -141,9 +163,13 @@ type Plan struct {
 // manifest the destination has is not asked about (a registry never holds
 // a manifest without its blobs). Blobs the copy mounts from another
 // repository of the destination's registry count as fetched, and the
-// ImageLocations images CopyToRepo adds are not counted. Requests run
-// concurrently, bounded by opts.Concurrency. PlanCopy is safe for
-// concurrent use if src, Local and Dest are.
+// ImageLocations images CopyToRepo adds are not counted. Indexes written
+// by DiscoverOptions.RewriteIndexes count as read from the store. The
+// children indexes leave out (Node.LeftOut) are read too, down to their
+// manifests, for the bytes they save (Plan.LeftOutChildren); one the
+// source lacks counts nothing. Requests run concurrently, bounded by
+// opts.Concurrency. PlanCopy is safe for concurrent use if src, Local and
+// Dest are.
 func PlanCopy(ctx context.Context, src Source, g *Graph, opts PlanOptions) (*Plan, error) {
 	p := &planner{
 		route:   newRouter(src, g),
@@ -151,6 +177,13 @@ func PlanCopy(ctx context.Context, src Source, g *Graph, opts PlanOptions) (*Pla
 		limit:   newLimiter(opts.Concurrency),
 		kids:    map[digest.Digest][]ocispec.Descriptor{},
 		foreign: map[digest.Digest][]ocispec.Descriptor{},
+		pruned:  prunedChildren(g),
+		extra:   g.extra,
+		unread:  map[digest.Digest]bool{},
+	}
+	p.source = p.route
+	if len(g.extra) > 0 {
+		p.source = extraBlobs{ReadOnlyStorage: p.route, blobs: g.extra}
 	}
 	if err := p.readTree(ctx, g); err != nil {
 		return nil, err
@@ -175,6 +208,10 @@ func PlanCopy(ctx context.Context, src Source, g *Graph, opts PlanOptions) (*Pla
 		plan.Nodes[index[lo.Node]].Bytes.LeftOut += lo.Desc.Size
 		plan.Total.LeftOut += lo.Desc.Size
 	}
+	for _, lc := range plan.LeftOutChildren {
+		plan.Nodes[index[lc.Node]].Bytes.PlatformLeftOut += lc.Bytes
+		plan.Total.PlatformLeftOut += lc.Bytes
+	}
 	return plan, nil
 }
 
@@ -189,13 +226,17 @@ func newRouter(src Source, g *Graph) *router {
 
 // planner holds the state of one PlanCopy call.
 type planner struct {
-	route *router
-	opts  PlanOptions
-	limit limiter
+	route  *router
+	source content.ReadOnlyStorage // route, with the indexes Discover rewrote
+	opts   PlanOptions
+	limit  limiter
+	pruned map[digest.Digest]map[digest.Digest]bool // index -> children left out
+	extra  map[digest.Digest][]byte                 // indexes Discover rewrote
 
 	// Written by readTree only, read-only afterwards.
 	kids    map[digest.Digest][]ocispec.Descriptor // manifest -> distributable successors
 	foreign map[digest.Digest][]ocispec.Descriptor // manifest -> non-distributable layers
+	unread  map[digest.Digest]bool                 // left-out children the source lacks
 }
 
 // hasSuccessors reports whether oras-go's Successors reads a descriptor of
@@ -204,21 +245,40 @@ func hasSuccessors(mt string) bool {
 	return isImageManifest(mt) || isIndex(mt) || mt == mediaTypeArtifactManifest
 }
 
-// readTree reads every manifest and index below the nodes, level by level,
-// concurrently.
+// readTree reads every manifest and index below the nodes, and below the
+// children indexes leave out, level by level, concurrently. What is read
+// only through a child left out may be missing from the source.
 func (p *planner) readTree(ctx context.Context, g *Graph) error {
+	type item struct {
+		desc     ocispec.Descriptor
+		optional bool // reached only through a child left out
+	}
 	seen := map[digest.Digest]bool{}
-	var frontier []ocispec.Descriptor
+	var frontier []item
 	for _, n := range g.Nodes {
 		if !seen[n.Desc.Digest] {
 			seen[n.Desc.Digest] = true
-			frontier = append(frontier, n.Desc)
+			frontier = append(frontier, item{desc: n.Desc})
+		}
+	}
+	for _, n := range g.Nodes {
+		for _, c := range n.LeftOut {
+			if c.Absent {
+				p.unread[c.Desc.Digest] = true
+				continue
+			}
+			p.route.own(c.Desc.Digest, n.Repo)
+			if !seen[c.Desc.Digest] {
+				seen[c.Desc.Digest] = true
+				frontier = append(frontier, item{desc: plain(c.Desc), optional: true})
+			}
 		}
 	}
 	for len(frontier) > 0 {
 		succ := make([][]ocispec.Descriptor, len(frontier))
+		missing := make([]bool, len(frontier))
 		err := forEach(ctx, len(frontier), func(ctx context.Context, i int) error {
-			d := frontier[i]
+			d := frontier[i].desc
 			if !hasSuccessors(d.MediaType) {
 				return nil
 			}
@@ -228,9 +288,13 @@ func (p *planner) readTree(ctx context.Context, g *Graph) error {
 			if err := p.limit.acquire(ctx); err != nil {
 				return err
 			}
-			s, err := content.Successors(ctx, p.route, d)
+			s, err := content.Successors(ctx, p.source, d)
 			p.limit.release()
 			if err != nil {
+				if frontier[i].optional && isAbsent(err) {
+					missing[i] = true
+					return nil
+				}
 				return fmt.Errorf("plan: %s: %w", d.Digest, err)
 			}
 			p.route.adopt(d.Digest, s)
@@ -240,17 +304,25 @@ func (p *planner) readTree(ctx context.Context, g *Graph) error {
 		if err != nil {
 			return err
 		}
-		var next []ocispec.Descriptor
-		for i, d := range frontier {
+		var next []item
+		for i, it := range frontier {
+			d := it.desc
+			if missing[i] {
+				p.unread[d.Digest] = true
+				continue
+			}
 			for _, s := range succ[i] {
 				if isNonDistributable(s) {
 					p.foreign[d.Digest] = append(p.foreign[d.Digest], s)
 					continue
 				}
+				if p.pruned[d.Digest][s.Digest] {
+					continue // read as a child left out
+				}
 				p.kids[d.Digest] = append(p.kids[d.Digest], s)
 				if !seen[s.Digest] {
 					seen[s.Digest] = true
-					next = append(next, s)
+					next = append(next, item{desc: s, optional: it.optional})
 				}
 			}
 		}
@@ -298,6 +370,27 @@ func (p *planner) attribute(g *Graph) *Plan {
 	for i, n := range g.Nodes {
 		plan.Nodes[i].Node = n
 		visit(n, n.Desc)
+	}
+	// What only the children left out reach, each blob once.
+	var lc *LeftOutChildPlan
+	var save func(d ocispec.Descriptor)
+	save = func(d ocispec.Descriptor) {
+		if claimed[d.Digest] || p.unread[d.Digest] {
+			return
+		}
+		claimed[d.Digest] = true
+		lc.Blobs++
+		lc.Bytes += d.Size
+		for _, s := range p.below(d.Digest) {
+			save(s)
+		}
+	}
+	for _, n := range g.Nodes {
+		for _, c := range n.LeftOut {
+			plan.LeftOutChildren = append(plan.LeftOutChildren, LeftOutChildPlan{Node: n, Child: c})
+			lc = &plan.LeftOutChildren[len(plan.LeftOutChildren)-1]
+			save(plain(c.Desc))
+		}
 	}
 	return plan
 }
@@ -347,6 +440,9 @@ func (p *planner) locate(ctx context.Context, g *Graph, plan *Plan) error {
 		for i, d := range ask {
 			inLocal[d.Digest] = has[i]
 		}
+	}
+	for d := range p.extra {
+		inLocal[d] = true // written by Discover, read from memory
 	}
 	for i := range plan.Blobs {
 		pb := &plan.Blobs[i]

@@ -1,15 +1,20 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry"
@@ -20,48 +25,218 @@ import (
 // restarted (the registry client's own retries cannot replay a streamed body).
 const uploadRetries = 5
 
-// retryingStorage restarts an upload that the destination cut or refused
-// with a transient error (5xx, 429, a reset connection): the content is
-// opened again through refetch — from the local store when there is one, or
-// resumed where its download stopped — and pushed again, with backoff.
+// maxKeptManifestBytes bounds the manifest bytes a copy keeps in memory for
+// tagging (beyond it, a manifest is read again from the source to be tagged).
+const maxKeptManifestBytes = 4 << 20
+
+// retryingStorage is the destination side of a copy. It restarts an upload
+// that the destination cut or refused with a transient error (5xx, 429, a
+// reset connection): the content is opened again through refetch — from the
+// local store when there is one, or resumed where its download stopped — and
+// pushed again, with backoff. A failure of the source itself (a full store,
+// a corrupt blob) is returned as it is, not retried.
+//
+// It also records the manifests and indexes it pushed, with their bytes
+// (up to maxKeptManifestBytes in all), so that tags can be pushed with the
+// bytes in hand and without asking first what they point at.
 type retryingStorage struct {
 	content.Storage
 	refetch func(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
 	backoff time.Duration // first wait; doubles each retry
+
+	mu     sync.Mutex
+	pushed map[digest.Digest][]byte // manifests pushed; nil bytes once over the budget
+	kept   int64                    // bytes held in pushed
 }
 
 func (s *retryingStorage) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
-	err := s.Storage.Push(ctx, desc, r)
+	if (isImageManifest(desc.MediaType) || isIndex(desc.MediaType)) && desc.Size <= maxMetadataBytes {
+		return s.pushManifest(ctx, desc, r)
+	}
+	return s.pushBlob(ctx, desc, r)
+}
+
+// pushManifest reads a manifest whole (to its end, so a caching source
+// commits it), pushes it, with restarts from the same bytes, and records it.
+func (s *retryingStorage) pushManifest(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
+	body, err := io.ReadAll(io.LimitReader(r, desc.Size+1))
+	if err != nil {
+		return err
+	}
+	if int64(len(body)) != desc.Size || digest.FromBytes(body) != desc.Digest {
+		return fmt.Errorf("manifest %s: %w: got %d bytes hashing to %s", desc.Digest, ErrDigestMismatch, len(body), digest.FromBytes(body))
+	}
+	err = s.Storage.Push(ctx, desc, bytes.NewReader(body))
 	wait := s.backoff
 	for attempt := 0; attempt < uploadRetries && err != nil && transientPushError(err) && ctx.Err() == nil; attempt++ {
+		if werr := sleep(ctx, wait); werr != nil {
+			return werr
+		}
+		wait *= 2
+		err = s.Storage.Push(ctx, desc, bytes.NewReader(body))
+	}
+	if err == nil {
+		s.record(desc.Digest, body)
+	}
+	return err
+}
+
+// pushBlob pushes a blob streamed from r, restarting it from refetch.
+func (s *retryingStorage) pushBlob(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
+	src := watchSource(r)
+	err := s.Storage.Push(ctx, desc, src.reader())
+	wait := s.backoff
+	for attempt := 0; attempt < uploadRetries && err != nil && ctx.Err() == nil; attempt++ {
+		if serr := src.failure(); serr != nil {
+			// The source failed, not the destination: retry only what
+			// a new download may cure (a cut connection).
+			if !transientPushError(serr) {
+				return serr
+			}
+		} else if !transientPushError(err) {
+			return err
+		}
 		// The reader given to us may still hold the content's download
 		// open (a store keeps the partial and releases it on Close).
 		if c, ok := r.(io.Closer); ok {
 			c.Close()
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if werr := sleep(ctx, wait); werr != nil {
+			return werr
 		}
 		wait *= 2
-		var rc io.ReadCloser
-		rc, err = s.refetch(ctx, desc)
-		if err != nil {
-			return fmt.Errorf("restarting upload of %s: %w", desc.Digest, err)
+		rc, ferr := s.refetch(ctx, desc)
+		if ferr != nil {
+			// The cause leads; it names the blob and where it was read.
+			return fmt.Errorf("%w (while restarting the upload of %s after: %v)", ferr, desc.Digest, err)
 		}
-		r = rc
-		err = s.Storage.Push(ctx, desc, rc)
+		r, src = rc, watchSource(rc)
+		err = s.Storage.Push(ctx, desc, src.reader())
 		rc.Close()
+	}
+	if serr := src.failure(); err != nil && serr != nil {
+		return serr
 	}
 	return err
 }
 
+// record notes that the manifest d was pushed, keeping its bytes while the
+// budget lasts.
+func (s *retryingStorage) record(d digest.Digest, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pushed == nil {
+		s.pushed = make(map[digest.Digest][]byte)
+	}
+	if _, ok := s.pushed[d]; ok {
+		return
+	}
+	if s.kept+int64(len(body)) > maxKeptManifestBytes {
+		body = nil
+	}
+	s.pushed[d] = body
+	s.kept += int64(len(body))
+}
+
+// wasPushed reports whether this copy pushed the manifest d, and returns
+// its bytes when they were kept.
+func (s *retryingStorage) wasPushed(d digest.Digest) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	body, ok := s.pushed[d]
+	return body, ok
+}
+
+// manifest returns the bytes of the manifest desc: those kept when it was
+// pushed, or else read from the source and verified.
+func (s *retryingStorage) manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
+	if body, _ := s.wasPushed(desc.Digest); body != nil {
+		return body, nil
+	}
+	if desc.Size > maxMetadataBytes {
+		return nil, fmt.Errorf("manifest %s is %d bytes: %w", desc.Digest, desc.Size, ErrTooLarge)
+	}
+	rc, err := s.refetch(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) != desc.Size || digest.FromBytes(body) != desc.Digest {
+		return nil, fmt.Errorf("manifest %s: %w", desc.Digest, ErrDigestMismatch)
+	}
+	return body, nil
+}
+
+// uploadsOf returns the retryingStorage behind blobs, or nil.
+func uploadsOf(blobs any) *retryingStorage {
+	switch s := blobs.(type) {
+	case *retryingStorage:
+		return s
+	case retryingMounter:
+		return s.retryingStorage
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// sourceWatch records the first error the source reader returned, so that
+// a failed upload can tell a source at fault from the destination.
+type sourceWatch struct {
+	r   io.Reader
+	err error
+}
+
+// watchSource wraps r to record its failure. A file (a blob committed in
+// the local store) is not wrapped, so that it can be sent with sendfile; its
+// rare read errors are local and never retried (see localFault).
+func watchSource(r io.Reader) *sourceWatch {
+	return &sourceWatch{r: r}
+}
+
+// reader is what is given to the destination's Push.
+func (w *sourceWatch) reader() io.Reader {
+	if _, ok := w.r.(*os.File); ok {
+		return w.r
+	}
+	return w
+}
+
+func (w *sourceWatch) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if err != nil && err != io.EOF && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// failure is the source's error, nil when it did not fail.
+func (w *sourceWatch) failure() error {
+	if w == nil {
+		return nil
+	}
+	return w.err
+}
+
 // transientPushError reports whether an upload failed for a reason worth
 // restarting it: the registry answered 429 or 5xx, or the connection broke.
-// Content errors (digest mismatch) and cancellation are not transient.
+// Content errors (digest mismatch), local file-system errors (a full disk)
+// and cancellation are not transient.
 func transientPushError(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrDigestMismatch) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, ErrDigestMismatch) || errors.Is(err, content.ErrMismatchedDigest) || errors.Is(err, content.ErrTrailingData) ||
+		localFault(err) {
 		return false
 	}
 	var resp *errcode.ErrorResponse
@@ -75,6 +250,15 @@ func transientPushError(err error) bool {
 	return errors.As(err, &netErr)
 }
 
+// localFault reports whether err comes from the local file system (a full
+// or read-only store, a failing disk): restarting an upload cannot cure it.
+func localFault(err error) bool {
+	var pe *fs.PathError
+	var le *os.LinkError
+	return errors.As(err, &pe) || errors.As(err, &le) ||
+		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO)
+}
+
 // retryingMounter keeps the destination's cross-repository mount visible to
 // oras-go (it finds it by type assertion) behind retryingStorage.
 type retryingMounter struct {
@@ -86,7 +270,8 @@ func (m retryingMounter) Mount(ctx context.Context, desc ocispec.Descriptor, fro
 	return m.mounter.Mount(ctx, desc, fromRepo, getContent)
 }
 
-// withUploadRetries wraps dst so that uploads it cuts are restarted.
+// withUploadRetries wraps dst so that uploads it cuts are restarted and the
+// manifests pushed are recorded for tagging.
 func withUploadRetries(dst content.Storage, refetch func(context.Context, ocispec.Descriptor) (io.ReadCloser, error)) content.Storage {
 	rs := &retryingStorage{Storage: dst, refetch: refetch, backoff: 200 * time.Millisecond}
 	if m, ok := dst.(registry.Mounter); ok {

@@ -1,11 +1,14 @@
 package graph
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/registry"
 )
 
 // tagNodes gives every non-signature node its sha256-<hex>.imgpkg or
@@ -41,26 +44,100 @@ type tagJob struct {
 	tag  string
 }
 
-// tag applies tags concurrently under the limit.
+// tagConcurrencyFactor multiplies the copy's concurrency for tags: a tag
+// is one small request whose time is mostly the registry's round trip, so
+// more of them run at once than blob transfers.
+const tagConcurrencyFactor = 4
+
+// tag applies tags concurrently, at most tagConcurrencyFactor times the
+// copy's concurrency at once.
 func (c *copier) tag(ctx context.Context, jobs []tagJob) error {
+	up := uploadsOf(c.blobs)
+	n := c.opts.Concurrency
+	if n <= 0 {
+		n = defaultConcurrency
+	}
+	limit := newLimiter(n * tagConcurrencyFactor)
 	return forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
-		if err := c.limit.acquire(ctx); err != nil {
+		if err := limit.acquire(ctx); err != nil {
 			return err
 		}
-		defer c.limit.release()
-		return ensureTag(ctx, c.dst, jobs[i].desc, jobs[i].tag)
+		defer limit.release()
+		return pushTag(ctx, c.dst, up, jobs[i].desc, jobs[i].tag)
 	})
 }
 
-// ensureTag tags desc unless tag already points at it.
+// ensureTag tags desc unless tag already points at it: a HEAD, then the
+// destination's own Tag (for a registry, a GET and a PUT of the manifest).
+// pushTag does the same with fewer requests when the copy pushed desc.
 func ensureTag(ctx context.Context, dst oras.Target, desc ocispec.Descriptor, tag string) error {
+	return pushTag(ctx, dst, nil, desc, tag)
+}
+
+// pushTag tags desc in dst. When up (may be nil) pushed the manifest in
+// this copy, tag cannot point at it yet: it is not asked for first.
+// Otherwise it is, and a tag already pointing at desc is left alone, so a
+// copy that sends nothing writes nothing. A registry gets the tag as one PUT
+// of the manifest's bytes, taken from up (kept from the push, or read from
+// the source, usually the local store) rather than fetched from the
+// registry again; manifests with a subject, whose push oras-go follows with
+// referrers indexing, and destinations that are not registries are tagged
+// with their own Tag. Pushing identical bytes again is harmless.
+func pushTag(ctx context.Context, dst oras.Target, up *retryingStorage, desc ocispec.Descriptor, tag string) error {
+	pushed := false
+	if up != nil {
+		_, pushed = up.wasPushed(desc.Digest)
+	}
+	if !pushed {
+		if cur, err := dst.Resolve(ctx, tag); err == nil && cur.Digest == desc.Digest {
+			return nil
+		}
+	}
+	var body []byte
+	if _, ok := dst.(registry.ReferencePusher); ok && up != nil {
+		var err error
+		if body, err = up.manifest(ctx, desc); err != nil {
+			return fmt.Errorf("tag %s as %s: %w", desc.Digest, tag, err)
+		}
+	}
+	return putTag(ctx, dst, desc, body, tag)
+}
+
+// ensureTagBytes is ensureTag for a manifest whose bytes are in hand: a
+// HEAD and, unless tag points at desc already, one PUT.
+func ensureTagBytes(ctx context.Context, dst oras.Target, desc ocispec.Descriptor, body []byte, tag string) error {
 	if cur, err := dst.Resolve(ctx, tag); err == nil && cur.Digest == desc.Digest {
 		return nil
 	}
-	if err := dst.Tag(ctx, plain(desc), tag); err != nil {
+	return putTag(ctx, dst, desc, body, tag)
+}
+
+// putTag points tag at desc: one PUT of body (the manifest's bytes, may be
+// nil) when dst is a registry, otherwise (or without bytes, or for a
+// manifest with a subject) dst's own Tag.
+func putTag(ctx context.Context, dst oras.Target, desc ocispec.Descriptor, body []byte, tag string) error {
+	var err error
+	if rp, ok := dst.(registry.ReferencePusher); ok && body != nil && !hasSubject(body) {
+		err = rp.PushReference(ctx, plain(desc), bytes.NewReader(body), tag)
+	} else {
+		err = dst.Tag(ctx, plain(desc), tag)
+	}
+	if err != nil {
 		return fmt.Errorf("tag %s as %s: %w", desc.Digest, tag, err)
 	}
 	return nil
+}
+
+// hasSubject reports whether a manifest has a subject field (or cannot be
+// read, to be safe).
+func hasSubject(body []byte) bool {
+	var probe struct {
+		Subject json.RawMessage `json:"subject"`
+	}
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return true
+	}
+	return len(probe.Subject) > 0 && string(probe.Subject) != "null"
 }
 
 // plain keeps media type, digest and size.

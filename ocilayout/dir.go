@@ -135,6 +135,11 @@ func (d *Dir) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser
 	return newVerifyReader(io.LimitReader(f, desc.Size+1), f, desc, name), nil
 }
 
+// Verifies reports whether rc is a reader returned by Fetch for desc (of
+// any layout of this package), which checks size and digest as it streams;
+// a caller holding one need not hash the bytes again.
+func (d *Dir) Verifies(desc ocispec.Descriptor, rc io.Reader) bool { return verifies(desc, rc) }
+
 // Exists reports whether the layout holds a blob file with desc's digest.
 func (d *Dir) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	if err := ctx.Err(); err != nil {

@@ -29,7 +29,18 @@ type verifyReader struct {
 	h     hash.Hash
 	n     int64
 	err   error
+
+	// buf holds verified-so-far bytes not yet handed out (buf[pos:end])
+	// when the consumer reads in small pieces (net/http sends a request
+	// body 32 KiB at a time): the file is then read a whole buffer at a
+	// time rather than with one system call per piece.
+	buf      []byte
+	pos, end int
 }
+
+// minDirectRead is the smallest read served straight into the caller's
+// buffer; smaller ones go through verifyReader.buf.
+const minDirectRead = 256 << 10
 
 // newVerifyReader wraps r; desc.Digest must be valid (checked by callers).
 func newVerifyReader(r io.Reader, c io.Closer, desc ocispec.Descriptor, entry string) *verifyReader {
@@ -37,9 +48,31 @@ func newVerifyReader(r io.Reader, c io.Closer, desc ocispec.Descriptor, entry st
 }
 
 func (v *verifyReader) Read(p []byte) (int, error) {
+	if v.pos < v.end {
+		n := copy(p, v.buf[v.pos:v.end])
+		v.pos += n
+		return n, nil
+	}
 	if v.err != nil {
 		return 0, v.err
 	}
+	if len(p) == 0 || len(p) >= minDirectRead || v.desc.Size-v.n <= int64(len(p)) {
+		return v.read(p)
+	}
+	if v.buf == nil {
+		v.buf = make([]byte, min(int64(bufSize), v.desc.Size-v.n+1))
+	}
+	n, err := v.read(v.buf)
+	k := copy(p, v.buf[:n])
+	v.pos, v.end = k, n
+	if k < n {
+		return k, nil // the error, if any, comes once the buffer is handed out
+	}
+	return k, err
+}
+
+// read reads into p from the source, counting and hashing.
+func (v *verifyReader) read(p []byte) (int, error) {
 	n, err := v.r.Read(p)
 	if v.n+int64(n) > v.desc.Size {
 		n = int(v.desc.Size - v.n)
@@ -65,6 +98,13 @@ func (v *verifyReader) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return n, v.err
+}
+
+// verifies reports whether rc is a verifyReader checking desc's digest and
+// size.
+func verifies(desc ocispec.Descriptor, rc io.Reader) bool {
+	v, ok := rc.(*verifyReader)
+	return ok && v.desc.Digest == desc.Digest && v.desc.Size == desc.Size
 }
 
 func (v *verifyReader) Close() error {

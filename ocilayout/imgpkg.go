@@ -263,6 +263,9 @@ func (t *ImgpkgTar) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.Read
 	return t.fetch(ctx, desc)
 }
 
+// Verifies works as Dir.Verifies.
+func (t *ImgpkgTar) Verifies(desc ocispec.Descriptor, rc io.Reader) bool { return verifies(desc, rc) }
+
 // Exists reports whether the tarball holds the blob.
 func (t *ImgpkgTar) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	return t.exists(ctx, desc)

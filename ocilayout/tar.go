@@ -132,6 +132,9 @@ func (t *Tar) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser
 	return t.fetch(ctx, desc)
 }
 
+// Verifies works as Dir.Verifies.
+func (t *Tar) Verifies(desc ocispec.Descriptor, rc io.Reader) bool { return verifies(desc, rc) }
+
 // Exists reports whether the tar holds a blob with desc's digest.
 func (t *Tar) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	return t.exists(ctx, desc)

@@ -47,6 +47,49 @@ type WriteOptions struct {
 	// an empty digest. Hashing costs about 1 s of CPU per GiB (SHA-NI) and
 	// runs beside the copy; the default (false) hashes.
 	SkipDigest bool
+	// Digests, when not nil, remembers the digests of the tars WriteTar
+	// writes: a tar is a function of its blobs and index only (see
+	// TarKey), so a tar written again from the same ones is not hashed
+	// again, its digest is looked up. Default nil: every tar is hashed.
+	Digests TarDigests
+}
+
+// TarDigests remembers the sha256 of tars by TarKey. Implementations must be
+// safe for concurrent use; ferry's store is one.
+type TarDigests interface {
+	// TarDigest returns the digest remembered for key, if any.
+	TarDigest(key digest.Digest) (digest.Digest, bool)
+	// RememberTarDigest records tar as the digest of the tar of key. A
+	// failure to record is not an error of the write.
+	RememberTarDigest(key, tar digest.Digest)
+}
+
+// tarFormat names the byte layout WriteTar produces; change it whenever the
+// bytes for the same blobs and index change, so remembered digests of the
+// old layout are not used.
+const tarFormat = "ferry oci-layout tar v1"
+
+// TarKey returns the key under which the digest of the tar WriteTar writes
+// for blobs and index is remembered (see WriteOptions.Digests): the sha256
+// of the writer's format name, index.json's bytes and the sorted, distinct
+// blob descriptors (digest and size), which determine every byte of the
+// tar (the blobs' bytes are named by their digests).
+func TarKey(blobs []ocispec.Descriptor, index ocispec.Index) (digest.Digest, error) {
+	sorted, indexJSON, err := plan(blobs, index)
+	if err != nil {
+		return "", err
+	}
+	return tarKey(sorted, indexJSON), nil
+}
+
+func tarKey(sorted []ocispec.Descriptor, indexJSON []byte) digest.Digest {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%d\n", tarFormat, len(indexJSON))
+	h.Write(indexJSON)
+	for _, d := range sorted {
+		fmt.Fprintf(h, "\n%s %d", d.Digest, d.Size)
+	}
+	return digest.NewDigest(digest.SHA256, h)
 }
 
 const (
@@ -123,6 +166,11 @@ func blobPath(d digest.Digest) string {
 // hashed again; a blob whose length differs from its descriptor's size fails
 // the write with ErrSizeMismatch. Every root of index must be among blobs.
 //
+// With opts.Digests, a tar whose digest is remembered for the same blobs
+// and index is not hashed: the remembered digest is returned (the bytes are
+// the same by construction). Disk writeback starts while the blobs are
+// copied, so the final sync has little left to wait for.
+//
 // The tar is written under a temporary name in path's directory, synced, and
 // renamed to path when complete; on error or cancellation nothing is left.
 // The temporary file is locked (flock) while it is written; before writing,
@@ -168,7 +216,15 @@ func writeTar(ctx context.Context, path string, blobs []ocispec.Descriptor, inde
 		}
 	}()
 	tw := &tarWriter{f: f}
-	if !opts.SkipDigest {
+	var key, known digest.Digest
+	if !opts.SkipDigest && opts.Digests != nil {
+		key = tarKey(sorted, indexJSON)
+		known, _ = opts.Digests.TarDigest(key)
+		if known.Validate() != nil || known.Algorithm() != digest.SHA256 {
+			known = ""
+		}
+	}
+	if !opts.SkipDigest && known == "" {
 		tw.h = sha256.New()
 	}
 	if err := tw.writeFile(ocispec.ImageLayoutFile, layoutFile); err != nil {
@@ -215,10 +271,17 @@ func writeTar(ctx context.Context, path string, blobs []ocispec.Descriptor, inde
 		return "", fmt.Errorf("close %s: %w", path, err)
 	}
 	syncDir(dir)
-	if tw.h == nil {
+	switch {
+	case known != "":
+		return known, nil
+	case tw.h == nil:
 		return "", nil
 	}
-	return digest.NewDigest(digest.SHA256, tw.h), nil
+	sum := digest.NewDigest(digest.SHA256, tw.h)
+	if key != "" {
+		opts.Digests.RememberTarDigest(key, sum)
+	}
+	return sum, nil
 }
 
 const blockSize = 512
@@ -379,6 +442,7 @@ func (w *tarWriter) copyFile(ctx context.Context, f *os.File, d ocispec.Descript
 		var n int64
 		n, err = io.Copy(w.f, &io.LimitedReader{R: f, N: min(copyChunk, d.Size-copied)})
 		copied += n
+		startWriteback(w.f, w.off, n)
 		w.off += n
 		if err == nil && n == 0 {
 			err = fmt.Errorf("blob %s: %w: source ended after %d bytes, descriptor says %d", d.Digest, ErrSizeMismatch, copied, d.Size)

@@ -128,6 +128,7 @@ func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src 
 			return err
 		}
 		n, err := io.Copy(f, &io.LimitedReader{R: rc, N: min(copyChunk, d.Size-copied)})
+		startWriteback(f, copied, n)
 		copied += n
 		if err != nil {
 			return fmt.Errorf("blob %s: copy: %w", d.Digest, err)

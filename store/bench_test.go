@@ -4,17 +4,41 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"strconv"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content/memory"
 )
 
-// BenchmarkIngest measures writing a 64 MiB blob into a fresh store: Push
+// Benchmarks of the store's hot paths. Sizes are small so that one
+// iteration is quick:
+//
+//	go test -run '^$' -bench . -benchtime=1x ./store/
+//
+// FERRY_BENCH_BLOB_MIB sets the size of the large blob (default 16 MiB);
+// MB/s then gives the throughput of a copy into or out of the store.
+
+// benchBlobSize is the size of the large benchmark blob.
+func benchBlobSize(b *testing.B) int {
+	b.Helper()
+	mib := 16
+	if s := os.Getenv("FERRY_BENCH_BLOB_MIB"); s != "" {
+		var err error
+		if mib, err = strconv.Atoi(s); err != nil || mib <= 0 {
+			b.Fatalf("FERRY_BENCH_BLOB_MIB=%q: want a positive number", s)
+		}
+	}
+	return mib << 20
+}
+
+// BenchmarkIngest measures writing the large blob into a fresh store: Push
 // from memory, and Cache.Fetch from an in-memory remote read to the end
-// (download into the store while serving the consumer).
+// (download into the store while serving the consumer, hashed once).
 func BenchmarkIngest(b *testing.B) {
 	ctx := context.Background()
-	blob, desc := randomBlob(b, 64<<20)
+	blob, desc := randomBlob(b, benchBlobSize(b))
 	mem := memory.New()
 	if err := mem.Push(ctx, desc, bytes.NewReader(blob)); err != nil {
 		b.Fatal(err)
@@ -46,4 +70,89 @@ func BenchmarkIngest(b *testing.B) {
 			rc.Close()
 		}
 	})
+}
+
+// BenchmarkIngestSmall measures the fixed cost of a blob: 100 blobs of
+// 1 KiB (manifests and configs of a 100-image bundle) downloaded into a
+// fresh store through Cache.Fetch, one after the other. ns/op / 100 is the
+// cost of one blob (locks, ingest directory, syncs, rename).
+func BenchmarkIngestSmall(b *testing.B) {
+	ctx := context.Background()
+	mem := memory.New()
+	descs := make([]ocispec.Descriptor, 100)
+	for i := range descs {
+		blob, desc := randomBlob(b, 1024)
+		if err := mem.Push(ctx, desc, bytes.NewReader(blob)); err != nil {
+			b.Fatal(err)
+		}
+		descs[i] = desc
+	}
+	for b.Loop() {
+		b.StopTimer()
+		c := openStore(b, b.TempDir()).Cache(mem)
+		b.StartTimer()
+		for _, desc := range descs {
+			rc, err := c.Fetch(ctx, desc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				b.Fatal(err)
+			}
+			rc.Close()
+		}
+	}
+}
+
+// BenchmarkCacheFetchCommitted measures serving a committed large blob:
+// the store's file, reported verified, read to the end (no hashing).
+func BenchmarkCacheFetchCommitted(b *testing.B) {
+	ctx := context.Background()
+	blob, desc := randomBlob(b, benchBlobSize(b))
+	s := openStore(b, b.TempDir())
+	if err := s.Push(ctx, desc, bytes.NewReader(blob)); err != nil {
+		b.Fatal(err)
+	}
+	c := s.Cache(memory.New())
+	buf := make([]byte, 1<<20)
+	b.SetBytes(int64(len(blob)))
+	for b.Loop() {
+		rc, err := c.Fetch(ctx, desc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !c.Verifies(desc, rc) {
+			b.Fatal("a committed blob is not reported verified")
+		}
+		if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{rc}, buf); err != nil {
+			b.Fatal(err)
+		}
+		rc.Close()
+	}
+}
+
+// BenchmarkVerify measures Store.Verify (re-hashing every committed blob)
+// over the large blob and 100 small ones.
+func BenchmarkVerify(b *testing.B) {
+	ctx := context.Background()
+	s := openStore(b, b.TempDir())
+	blob, desc := randomBlob(b, benchBlobSize(b))
+	if err := s.Push(ctx, desc, bytes.NewReader(blob)); err != nil {
+		b.Fatal(err)
+	}
+	total := int64(len(blob))
+	for range 100 {
+		small, d := randomBlob(b, 1024)
+		if err := s.Push(ctx, d, bytes.NewReader(small)); err != nil {
+			b.Fatal(err)
+		}
+		total += int64(len(small))
+	}
+	b.SetBytes(total)
+	for b.Loop() {
+		problems, err := s.Verify(ctx, false)
+		if err != nil || len(problems) != 0 {
+			b.Fatalf("Verify = %v, %v", problems, err)
+		}
+	}
 }

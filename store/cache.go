@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	orascontent "oras.land/oras-go/v2/content"
@@ -59,7 +60,9 @@ func (c *CachedTarget) Exists(ctx context.Context, desc ocispec.Descriptor) (boo
 //
 // Otherwise the blob is downloaded into the store, keyed by its digest, while
 // the returned reader hands the same bytes to the caller, so a copy to a
-// destination costs one read of the remote. Size and digest are verified as
+// destination costs one read of the remote. A small blob (256 KiB or less:
+// manifests, configs) is read whole, verified and committed before Fetch
+// returns, then served from memory. Size and digest are verified as
 // the bytes stream: the ingest is committed when the last byte has been read,
 // before the reader returns io.EOF; a mismatch is returned by Read (so an
 // upload fed by it fails) and nothing is committed. Closing the reader before
@@ -81,11 +84,50 @@ func (c *CachedTarget) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.R
 	return c.s.fetchThrough(ctx, c.remote, desc, nil)
 }
 
+// Verifies reports whether rc, a reader returned by c's Fetch or
+// FetchReference for desc, checks its content itself, so that a caller need
+// not hash the bytes again: it is true for a blob committed in the store
+// (verified at commit), for a download into the store and for a download
+// read verified without being stored. Their Read that reaches the end of
+// content other than desc's fails with [ErrDigestMismatch] or
+// [ErrSizeMismatch] instead of returning io.EOF. It is false for any other
+// reader.
+func (c *CachedTarget) Verifies(desc ocispec.Descriptor, rc io.Reader) bool {
+	return c.s.Verifies(desc, rc)
+}
+
 // FetchReference resolves reference at the remote and returns its
-// descriptor and content. With a remote that fetches a reference in one
-// request (a registry), the content is stored while it is read, like Fetch;
-// otherwise it is Resolve followed by Fetch.
+// descriptor and content.
+//
+// A digest reference whose blob is committed in the store costs one request
+// without a body: the remote is asked whether it has the manifest (and its
+// media type) with Resolve, and the content is read from the store. The
+// question is kept because presence at this repository matters to callers
+// (imgpkg looks an image up in the bundle's repository first); the bytes
+// are not fetched again.
+//
+// Otherwise, with a remote that fetches a reference in one request (a
+// registry), the content is stored while it is read, like Fetch; without
+// such a remote it is Resolve followed by Fetch. A tag is always resolved at
+// the remote; when the store already has the content it names, the (small)
+// response is read to its end and dropped, so that the connection is kept,
+// and the content is served from the store.
 func (c *CachedTarget) FetchReference(ctx context.Context, reference string) (ocispec.Descriptor, io.ReadCloser, error) {
+	if d, err := digest.Parse(reference); err == nil {
+		if ok, _ := c.s.committed(d); ok {
+			desc, err := c.remote.Resolve(ctx, reference)
+			if err != nil {
+				return ocispec.Descriptor{}, nil, err
+			}
+			if desc.Digest == d {
+				if f, err := c.s.openBlob(desc); err == nil {
+					return desc, f, nil
+				}
+			}
+			// Another digest (the caller checks) or the blob went
+			// away (pruned): fetch as if the store did not have it.
+		}
+	}
 	rf, ok := c.remote.(registry.ReferenceFetcher)
 	if !ok {
 		desc, err := c.remote.Resolve(ctx, reference)
@@ -121,6 +163,10 @@ func (s *Store) fetchThrough(ctx context.Context, remote orascontent.Fetcher, de
 		return nil, err
 	}
 	if f, err := s.openBlob(desc); err == nil || !errors.Is(err, ErrNotFound) {
+		if err == nil && body != nil {
+			dropBody(body, desc.Size)
+			body = nil
+		}
 		closeBody()
 		return f, err
 	}
@@ -144,6 +190,9 @@ func (s *Store) fetchThrough(ctx context.Context, remote orascontent.Fetcher, de
 		lock.release()
 		closeBody()
 		return f, err
+	}
+	if desc.Size <= smallBlobMax {
+		return s.fetchSmall(ctx, remote, desc, lock, body)
 	}
 	rc, err := s.download(ctx, remote, desc, lock, body)
 	if err != nil {
@@ -270,6 +319,19 @@ func (s *Store) truncate(w content.Writer, desc ocispec.Descriptor) error {
 		return fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
 	return nil
+}
+
+// maxDrainedBody is the largest response dropBody reads to its end.
+const maxDrainedBody = 1 << 20
+
+// dropBody closes a response that is not needed. A small one (a manifest)
+// is read to its end first, so that the HTTP client keeps the connection
+// for the next request instead of closing it.
+func dropBody(body io.ReadCloser, size int64) {
+	if size <= maxDrainedBody {
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, size+1))
+	}
+	body.Close()
 }
 
 // verifyOnly reads body verified against desc without storing it.

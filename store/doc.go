@@ -15,6 +15,9 @@
 //	                           startedat, updatedat; resumed by digest
 //	locks/<alg>-<hex>.lock     cross-process lock of one digest's ingest,
 //	                           present only while someone holds it
+//	tars/<alg>/<hex>           the digest of a tarball written before, by
+//	                           the key of its content (ocilayout.TarKey), so
+//	                           writing it again need not hash it
 //
 // Several goroutines and several processes may use one root at the same time:
 // writes of one digest are serialised by a file lock, and a process that needs

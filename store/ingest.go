@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -51,7 +52,29 @@ type ingestReader struct {
 	pending  error  // error returned by the remote along with data
 	err      error  // sticky result: io.EOF after commit, or the failure
 	done     bool   // writer committed, discarded or closed
+
+	// buf holds bytes received and written to the ingest but not yet
+	// handed to the consumer (buf[pos:end]), when the consumer reads in
+	// small pieces (net/http sends a request body 32 KiB at a time):
+	// the remote is then read, and the ingest written, a whole buffer at
+	// a time rather than one small piece per system call.
+	buf      *[]byte
+	pos, end int
+
+	// wb is the ingest's data file, opened once to start its writeback
+	// every writebackChunk bytes (see startWriteback); nil until then.
+	wb     *os.File
+	wbDone int64 // bytes whose writeback was started
 }
+
+// writebackChunk is how many bytes are written to an ingest before their
+// writeback to disk is started, so that the sync at commit (containerd's)
+// finds little left to write.
+const writebackChunk = 16 << 20
+
+// minDirectRead is the smallest read served straight into the consumer's
+// buffer; smaller ones go through ingestReader.buf.
+const minDirectRead = 256 << 10
 
 // newIngestReader returns a reader that continues the ingest in w at off.
 // Its remote requests use fetchCtx, which cancel cancels (on Close, or when
@@ -75,6 +98,11 @@ func (r *ingestReader) Read(p []byte) (int, error) {
 	if r.done {
 		return 0, errClosed
 	}
+	if r.pos < r.end {
+		n := copy(p, (*r.buf)[r.pos:r.end])
+		r.pos += n
+		return n, nil
+	}
 	if r.off >= r.desc.Size {
 		if err := r.finish(); err != nil {
 			return 0, r.fail(err)
@@ -85,6 +113,29 @@ func (r *ingestReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if len(p) >= minDirectRead {
+		return r.receive(p)
+	}
+	if r.buf == nil {
+		if rest := r.desc.Size - r.off; rest < copyBufferSize {
+			b := make([]byte, rest) // a small blob: no pooled megabyte
+			r.buf = &b
+		} else {
+			r.buf = r.s.bufs.Get().(*[]byte)
+		}
+	}
+	n, err := r.receive(*r.buf)
+	if err != nil {
+		return 0, err
+	}
+	r.pos, r.end = copy(p, (*r.buf)[:n]), n
+	return r.pos, nil
+}
+
+// receive reads the next bytes of the blob from the remote into p (at most
+// what is left of the blob), writes them to the ingest and returns how many
+// (at least one) or the reader's failure. A cut download is continued.
+func (r *ingestReader) receive(p []byte) (int, error) {
 	if rest := r.desc.Size - r.off; int64(len(p)) > rest {
 		p = p[:rest]
 	}
@@ -107,10 +158,13 @@ func (r *ingestReader) Read(p []byte) (int, error) {
 			n, err = r.rc.Read(p)
 			if n > 0 {
 				if _, werr := r.w.Write(p[:n]); werr != nil {
-					return 0, r.fail(fmt.Errorf("blob %s: writing to the store: %w", r.desc.Digest, werr))
+					return 0, r.fail(fmt.Errorf("store: write blob %s: %w", r.desc.Digest, werr))
 				}
 				r.off += int64(n)
 				r.fails = 0
+				if r.off-r.wbDone >= writebackChunk {
+					r.writeback()
+				}
 				if err != nil && !(err == io.EOF && r.off == r.desc.Size) {
 					r.pending = err
 				}
@@ -130,6 +184,20 @@ func (r *ingestReader) Read(p []byte) (int, error) {
 			return 0, r.fail(err)
 		}
 	}
+}
+
+// writeback starts the writeback of what was written since the last call.
+func (r *ingestReader) writeback() {
+	if r.wb == nil {
+		f, err := os.Open(r.s.ingestDataPath(r.desc.Digest.String()))
+		if err != nil {
+			r.wbDone = r.desc.Size // give up: the sync at commit does it
+			return
+		}
+		r.wb = f
+	}
+	startWriteback(r.wb, r.wbDone, r.off-r.wbDone)
+	r.wbDone = r.off
 }
 
 // stopped is the error of a download stopped by its context.
@@ -246,6 +314,16 @@ func (r *ingestReader) closeDone() {
 	if r.release != nil {
 		r.release()
 		r.release = nil
+	}
+	if r.wb != nil {
+		r.wb.Close()
+		r.wb = nil
+	}
+	if r.buf != nil {
+		if cap(*r.buf) == copyBufferSize {
+			r.s.bufs.Put(r.buf)
+		}
+		r.buf, r.pos, r.end = nil, 0, 0
 	}
 }
 

@@ -279,8 +279,9 @@ func (s *Store) fixBlob(ctx context.Context, p Problem, fix bool) Problem {
 
 // PruneOptions says what [Store.Prune] removes. The zero value removes nothing.
 type PruneOptions struct {
-	// OlderThan removes blobs not used for at least this long; 0 keeps
-	// blobs whatever their age.
+	// OlderThan removes blobs (and remembered tarball digests, see
+	// [Store.TarDigest]) not used for at least this long; 0 keeps blobs
+	// whatever their age.
 	OlderThan time.Duration
 	// MaxBytes then removes the least recently used blobs until the
 	// committed blobs take at most MaxBytes; 0 means no budget. Partial
@@ -360,6 +361,10 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (PruneResult, erro
 	}
 	if !opts.DryRun {
 		s.removeStaleLocks()
+		s.removeStaleTemps()
+		if opts.OlderThan > 0 {
+			s.pruneTarDigests(opts.OlderThan)
+		}
 	}
 	return res, nil
 }

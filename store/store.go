@@ -64,6 +64,9 @@ type Store struct {
 	retries int
 	backoff time.Duration
 	bufs    sync.Pool
+
+	refMu   sync.Mutex
+	refCaps map[string]*hostReferrers // by registry host: its referrers API, once known
 }
 
 // Statically pin what the store satisfies.
@@ -175,6 +178,20 @@ func (s *Store) touch(p string) {
 	_ = os.Chtimes(p, time.Time{}, time.Now())
 }
 
+// committed reports whether a blob with digest d is committed (whatever
+// its size).
+func (s *Store) committed(d digest.Digest) (bool, error) {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return false, err
+	}
+	_, err = os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // Exists reports whether the blob desc is committed in the store. A committed
 // blob whose size differs from desc.Size is an error wrapping [ErrSizeMismatch].
 func (s *Store) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
@@ -204,6 +221,30 @@ func (s *Store) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadClos
 		return nil, err
 	}
 	return s.openBlob(desc)
+}
+
+// Verifies reports whether rc is a reader this store returned for desc
+// whose content was or is being verified against desc: a committed blob as
+// opened by [Store.Fetch] (verified at commit), or a reader of
+// [CachedTarget.Fetch]. A caller holding such a reader need not hash its
+// bytes again. It is false for any other reader.
+func (s *Store) Verifies(desc ocispec.Descriptor, rc io.Reader) bool {
+	switch r := rc.(type) {
+	case *ingestReader:
+		return r.s == s && r.desc.Digest == desc.Digest && r.desc.Size == desc.Size
+	case *verifyingReader:
+		return r.desc.Digest == desc.Digest && r.desc.Size == desc.Size
+	case *smallBlob:
+		return r.desc.Digest == desc.Digest && r.desc.Size == desc.Size
+	case *os.File:
+		p, err := s.blobPath(desc.Digest)
+		if err != nil || r.Name() != p {
+			return false
+		}
+		fi, err := r.Stat()
+		return err == nil && fi.Mode().IsRegular() && fi.Size() == desc.Size
+	}
+	return false
 }
 
 // openBlob opens a committed blob, checks its size and records the use.
@@ -258,6 +299,9 @@ func (s *Store) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) 
 		return err
 	}
 	defer lock.release()
+	if desc.Size <= smallBlobMax {
+		return s.pushSmall(ctx, desc, r)
+	}
 	w, err := s.openWriter(ctx, desc)
 	if errors.Is(err, errdefs.ErrAlreadyExists) {
 		return nil
@@ -274,10 +318,14 @@ func (s *Store) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) 
 		}
 	}
 	buf := s.bufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(w, io.LimitReader(struct{ io.Reader }{r}, desc.Size+1), *buf)
+	sw := &storeWriter{w: w, desc: desc}
+	n, err := io.CopyBuffer(sw, io.LimitReader(struct{ io.Reader }{r}, desc.Size+1), *buf)
 	s.bufs.Put(buf)
 	if err != nil {
 		w.Close()
+		if sw.err != nil {
+			return sw.err // the store failed (a full disk), not the reader
+		}
 		return fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
 	if err := s.checkWritten(desc, n, w.Digest()); err != nil {
@@ -285,6 +333,39 @@ func (s *Store) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) 
 		return err
 	}
 	return s.commit(ctx, w, desc)
+}
+
+// pushSmall is Push for a small blob (see smallBlobMax): read whole,
+// verified, written in one piece. The caller holds the ingest lock.
+func (s *Store) pushSmall(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
+	if ok, err := s.Exists(ctx, desc); err != nil || ok {
+		return err // committed while we waited for the lock
+	}
+	data, err := io.ReadAll(io.LimitReader(r, desc.Size+1))
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", desc.Digest, err)
+	}
+	if err := s.checkWritten(desc, int64(len(data)), desc.Digest.Algorithm().FromBytes(data)); err != nil {
+		return err
+	}
+	return s.writeSmall(desc, data)
+}
+
+// storeWriter writes into an ingest and names the store as the culprit of
+// a failed write.
+type storeWriter struct {
+	w    io.Writer
+	desc ocispec.Descriptor
+	err  error
+}
+
+func (s *storeWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil && s.err == nil {
+		s.err = fmt.Errorf("store: write blob %s: %w", s.desc.Digest, err)
+		err = s.err
+	}
+	return n, err
 }
 
 // drain reads r to the end.
@@ -321,7 +402,7 @@ func (s *Store) checkWritten(desc ocispec.Descriptor, n int64, got digest.Digest
 func (s *Store) commit(ctx context.Context, w content.Writer, desc ocispec.Descriptor) error {
 	err := w.Commit(ctx, desc.Size, desc.Digest)
 	if err != nil && !errdefs.IsAlreadyExists(err) {
-		return fmt.Errorf("blob %s: commit: %w", desc.Digest, err)
+		return fmt.Errorf("store: commit blob %s: %w", desc.Digest, err)
 	}
 	return nil
 }
@@ -348,7 +429,7 @@ func (s *Store) openWriter(ctx context.Context, desc ocispec.Descriptor) (conten
 			return nil, err
 		}
 		if !errdefs.IsUnavailable(err) {
-			return nil, fmt.Errorf("blob %s: opening ingest: %w", desc.Digest, err)
+			return nil, fmt.Errorf("store: open blob %s for writing: %w", desc.Digest, err)
 		}
 		// containerd's own per-process lock: a writer of this store for
 		// the same ref is still closing. Wait for it.
@@ -360,11 +441,19 @@ func (s *Store) openWriter(ctx context.Context, desc ocispec.Descriptor) (conten
 	}
 }
 
+// ingestDir is the directory of containerd's local store for the ingest of
+// ref; ingestDataPath its data file.
+func (s *Store) ingestDir(ref string) string {
+	return filepath.Join(s.root, "ingest", digest.FromString(ref).Encoded())
+}
+
+func (s *Store) ingestDataPath(ref string) string { return filepath.Join(s.ingestDir(ref), "data") }
+
 // removeBrokenIngest removes the ingest of ref when containerd could not
 // resume it (missing or unreadable metadata, or another total size); the
 // local store would otherwise log and reuse the directory.
 func (s *Store) removeBrokenIngest(ctx context.Context, ref string, size int64) {
-	dir := filepath.Join(s.root, "ingest", digest.FromString(ref).Encoded())
+	dir := s.ingestDir(ref)
 	if _, err := os.Stat(dir); err != nil {
 		return
 	}

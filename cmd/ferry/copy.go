@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -42,6 +43,8 @@ type copyOptions struct {
 	cosignSignatures        bool
 	referrers               bool
 	resume                  bool
+	platforms               []string
+	rewriteIndex            bool
 	dryRun                  bool
 	json                    bool
 	registry                registryFlags
@@ -74,7 +77,28 @@ fetch them again); no other layer is downloaded and nothing is written to the
 destination. --json prints one JSON document on standard output: the plan with
 --dry-run, otherwise the result (roots, destination references, and per image and
 in total the bytes moved, skipped because the destination had them, mounted,
-fetched and served by the store).`,
+fetched and served by the store).
+
+--platform os/arch[/variant] (repeatable, or comma-separated) copies only those
+platforms' images of each index: the OS and architecture must match, and the
+variant when one is given (linux/arm64 matches linux/arm64/v8; x86_64 is amd64,
+as containerd normalises them). A child of an index without a platform is kept,
+a Docker buildx attestation manifest is kept with the image it describes, and an
+index nested in an index is filtered the same way. Referrers and signatures of
+the images left out are left out too. An index none of whose platforms is asked
+for is an error naming the platforms it has.
+By default every index keeps its digest (images.yml, the bundle and lock files
+stay valid) and is copied without the children left out: a sparse copy, fine in
+a tarball and a layout, and in a registry that accepts an index whose children
+are missing (the CNCF distribution registry needs
+validation.manifests.indexes.platforms: none; ferry says so when a registry
+refuses). With --rewrite-index (only for -i and ImagesLock sources, not bundles,
+whose images.yml pins each index by digest) ferry writes a new index listing only
+the platforms copied instead: its digest changes, ferry says so, and the index
+and the --lock-output entry record the original digest in the annotation
+dev.ferry-oci.original-index-digest. The signatures and referrers of the
+original index are then left out. --dry-run shows what the filter leaves out
+and the bytes it saves.`,
 		Example: `  # Option 1 of the air-gapped workflow: one machine sees both registries
   ferry copy -b index.docker.io/user1/simple-app-bundle:v1.0.0 --to-repo registry.corp.com/apps/simple-app-bundle
 
@@ -86,7 +110,13 @@ fetched and served by the store).`,
   ferry copy -b index.docker.io/user1/simple-app-bundle:v1.0.0 --to-repo registry.corp.com/apps/simple-app-bundle --dry-run
 
   # Copy the images of a lock file and write where they landed
-  ferry copy --lock images.yml --to-repo registry.corp.com/apps/images --lock-output relocated.yml`,
+  ferry copy --lock images.yml --to-repo registry.corp.com/apps/images --lock-output relocated.yml
+
+  # Only the linux/amd64 images of every index, into a tarball
+  ferry copy -b index.docker.io/user1/simple-app-bundle:v1.0.0 --platform linux/amd64 --to-tar /tmp/my-image.tar
+
+  # A new index of linux/amd64 and linux/arm64 only (its digest changes)
+  ferry copy -i index.docker.io/library/nginx:1.27 --platform linux/amd64,linux/arm64 --rewrite-index --to-repo registry.corp.com/mirror/nginx`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCopy(cmd, s, &o)
@@ -108,6 +138,8 @@ fetched and served by the store).`,
 	f.BoolVar(&o.cosignSignatures, "cosign-signatures", false, "Find and copy cosign signatures (sha256-<hex>.sig) and attestations (.att, .sbom) of images")
 	f.BoolVar(&o.referrers, "referrers", true, "Find and copy the OCI 1.1 referrers (signatures, SBOMs, attestations) of every image, through the referrers API or its sha256-<hex> tag fallback; --referrers=false turns it off")
 	f.BoolVar(&o.resume, "resume", false, "Resume copy (accepted for imgpkg compatibility; ferry always resumes)")
+	f.StringSliceVar(&o.platforms, "platform", nil, "Copy only these platforms' images of each index, os/arch[/variant] (repeatable or comma-separated); children without a platform are kept; indexes keep their digest unless --rewrite-index")
+	f.BoolVar(&o.rewriteIndex, "rewrite-index", false, "With --platform, write a new index listing only the platforms copied (its digest changes; the original is recorded in an annotation and the lock output); only for -i and ImagesLock sources")
 	f.BoolVar(&o.dryRun, "dry-run", false, "Show what would be copied and the bytes to fetch, already in the store and already at the destination, per image and in total; copy nothing")
 	f.BoolVar(&o.json, "json", false, "Print one JSON document on stdout: the result of the copy (with --dry-run, the plan)")
 	o.registry.bind(f)
@@ -160,12 +192,21 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 	if o.lockOutput != "" && o.dryRun {
 		return errors.New("--lock-output cannot be used with --dry-run: nothing is copied")
 	}
+	platforms, err := parsePlatforms(o.platforms)
+	if err != nil {
+		return err
+	}
+	if o.rewriteIndex && len(platforms) == 0 {
+		return errors.New("--rewrite-index needs --platform: it writes indexes listing only the platforms asked for")
+	}
+	if o.rewriteIndex && o.bundleRef != "" {
+		return errRewriteBundle("-b " + o.bundleRef)
+	}
 	r := &copyRun{o: o, s: s, status: &statusLines{w: s.Err}}
 	r.logf = func(format string, args ...any) { r.status.printf("copy | "+format+"\n", args...) }
 	r.warn = func(msg string) { r.status.printf("Warning: %s\n", msg) }
 	r.tty = !o.dryRun && isTerminal(s.Err, os.Getenv)
 
-	var err error
 	if r.client, err = o.registry.client(); err != nil {
 		return err
 	}
@@ -179,6 +220,7 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 	}
 	var (
 		roots  []graph.RootSpec
+		absent []ocispec.Descriptor
 		cosign = o.cosignSignatures
 	)
 	r.fromFile = o.tarPath != "" || o.layoutDir != ""
@@ -194,11 +236,23 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 		if len(roots) == 0 {
 			return fmt.Errorf("%s: the layout lists no image", path)
 		}
+		absent = layoutLeftOut(layout.Roots())
 		cosign = true // signatures in a layout are found by their tags, locally
 	} else {
 		roots, err = o.rootSpecs()
 		if err != nil {
 			return err
+		}
+	}
+	if o.rewriteIndex {
+		for _, root := range roots {
+			if root.Kind == graph.RootBundle {
+				what := "the bundle " + root.Ref
+				if o.lockPath != "" {
+					what = "the BundleLock " + o.lockPath
+				}
+				return errRewriteBundle(what)
+			}
 		}
 	}
 
@@ -227,17 +281,24 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 		CosignSignatures: cosign,
 		Referrers:        o.referrers,
 		Concurrency:      o.concurrency,
+		Platforms:        platforms,
+		RewriteIndexes:   o.rewriteIndex,
+		Absent:           absent,
 	})
 	if err != nil {
+		if errors.Is(err, graph.ErrRewriteBundle) {
+			return fmt.Errorf("--rewrite-index: %w; copy without --rewrite-index: each index is then copied sparse and keeps its digest", err)
+		}
 		return r.describeSourceError(err, roots)
 	}
 	if !r.fromFile {
 		r.logf("exporting %d images...", len(r.g.Nodes))
 		for _, n := range r.g.Nodes {
-			r.logf("will export %s", n.Location())
+			r.logf("will export %s", sourceOf(n))
 		}
 		r.logf("exported %d images", len(r.g.Nodes))
 	}
+	r.reportLeftOut()
 
 	switch {
 	case o.dryRun:
@@ -345,7 +406,7 @@ func (r *copyRun) plan(ctx context.Context) error {
 		if err := writeJSON(r.s.Out, planDocument(plan, destDoc, r.destRepo(), discovered)); err != nil {
 			return err
 		}
-	} else if err := printPlan(r.s.Out, plan, destName, o.toRepo == "", discovered); err != nil {
+	} else if err := printPlan(r.s.Out, plan, destName, o.toRepo == "", discovered, o.platforms); err != nil {
 		return err
 	}
 	r.logf("dry run: nothing was copied")
@@ -404,7 +465,7 @@ func (r *copyRun) copyToRepo(ctx context.Context) error {
 			if skipped {
 				suffix = " (already present)"
 			}
-			from := n.Location() // where it is read from
+			from := sourceOf(n) // where it is read from
 			if r.fromFile {
 				from = n.Ref // a layout holds everything; name it as first met
 			}
@@ -418,7 +479,7 @@ func (r *copyRun) copyToRepo(ctx context.Context) error {
 		prog.stop()
 	}
 	if err != nil {
-		return r.client.DescribeError(err, r.dst)
+		return r.sparseHint(r.client.DescribeError(err, r.dst))
 	}
 	r.logf("imported %d images", len(r.g.Nodes))
 	if o.lockOutput != "" {
@@ -455,11 +516,11 @@ func (r *copyRun) copyToLayout(ctx context.Context) error {
 		WrapReader:              r.wrapReader(prog),
 	})
 	if err != nil {
-		return r.describeSourceError(err, r.g.Specs)
+		return r.layoutError(r.describeSourceError(err, r.g.Specs))
 	}
-	index, err := ocilayout.NewIndex(layoutRoots(g, gathered.Skipped))
+	index, err := ocilayout.NewIndex(layoutRoots(g, withLeftOut(gathered)))
 	if err != nil {
-		return err
+		return r.layoutError(err)
 	}
 	var total int64
 	for _, b := range gathered.Blobs {
@@ -467,7 +528,7 @@ func (r *copyRun) copyToLayout(ctx context.Context) error {
 	}
 	path := o.toTar + o.toLayout
 	r.logf("writing %s (%d blobs, %s)...", path, len(gathered.Blobs), humanBytes(total))
-	var wopts ocilayout.WriteOptions
+	wopts := ocilayout.WriteOptions{Digests: st}
 	if prog != nil {
 		prog.phase("write", total)
 		wopts.OnBlob = prog.blobDone
@@ -477,11 +538,11 @@ func (r *copyRun) copyToLayout(ctx context.Context) error {
 	if o.toTar != "" {
 		sum, err := ocilayout.WriteTar(ctx, o.toTar, gathered.Blobs, index, opener, wopts)
 		if err != nil {
-			return err
+			return r.layoutError(err)
 		}
 		dest = destinationJSON{Type: "tar", Path: path, SHA256: sum.Encoded()}
 	} else if err := ocilayout.WriteDir(ctx, o.toLayout, gathered.Blobs, index, opener, wopts); err != nil {
-		return err
+		return r.layoutError(err)
 	}
 	if prog != nil {
 		prog.stop() // before stdout, which may be the same terminal
@@ -611,4 +672,106 @@ func (r *copyRun) describeSourceError(err error, roots []graph.RootSpec) error {
 		return err
 	}
 	return r.client.DescribeError(err, ref)
+}
+
+// layoutError says which output failed: the tar or the layout directory
+// being written (the blobs it needs are fetched into the store first).
+func (r *copyRun) layoutError(err error) error {
+	if r.o.toTar != "" {
+		return fmt.Errorf("write tar %s: %w", r.o.toTar, err)
+	}
+	return fmt.Errorf("write OCI layout %s: %w", r.o.toLayout, err)
+}
+
+// parsePlatforms parses the --platform values.
+func parsePlatforms(values []string) ([]ocispec.Platform, error) {
+	var out []ocispec.Platform
+	for _, v := range values {
+		p, err := graph.ParsePlatform(v)
+		if err != nil {
+			return nil, fmt.Errorf("--platform %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// errRewriteBundle refuses --rewrite-index for a bundle source.
+func errRewriteBundle(what string) error {
+	return fmt.Errorf("--rewrite-index cannot be used with %s: a bundle's .imgpkg/images.yml pins each index it lists by digest, "+
+		"so a rewritten index would no longer match it; copy without --rewrite-index: each index is then copied sparse and keeps its digest", what)
+}
+
+// sourceOf is where a node is read from: its Location, or that of the
+// original of an index --rewrite-index replaced.
+func sourceOf(n *graph.Node) string {
+	if n.Rewrite != nil {
+		return n.Repo + "@" + n.Rewrite.Original.Digest.String()
+	}
+	return n.Location()
+}
+
+// refAt names a node's index as REF@DIGEST (REF alone when it has a digest).
+func refAt(ref string, d digest.Digest) string {
+	if strings.Contains(ref, "@") {
+		return ref
+	}
+	return ref + "@" + d.String()
+}
+
+// reportLeftOut says, for each index the platform filter changes, what it
+// leaves out, or that it was rewritten and its new digest.
+func (r *copyRun) reportLeftOut() {
+	asked := strings.Join(r.o.platforms, ", ")
+	for _, n := range r.g.Nodes {
+		if len(n.LeftOut) == 0 {
+			continue
+		}
+		if rw := n.Rewrite; rw != nil {
+			r.logf("index %s rewritten for platforms %s: now %s", refAt(n.Ref, rw.Original.Digest), asked, n.Desc.Digest)
+			if len(rw.Detached) > 0 {
+				r.logf("index %s: %s of the original index left out (they name its digest)", refAt(n.Ref, rw.Original.Digest), count(len(rw.Detached), "signature or referrer", "signatures and referrers"))
+			}
+			continue
+		}
+		r.logf("index %s keeps its digest; left out: %s", refAt(n.Ref, n.Desc.Digest), leftOutLabels(n.LeftOut))
+	}
+}
+
+// leftOutLabels names the children left out: their platforms, attestations
+// counted, nested indexes by digest, those the source lacks marked.
+func leftOutLabels(children []graph.LeftOutChild) string {
+	var names []string
+	attestations := 0
+	for _, c := range children {
+		switch {
+		case c.Attestation:
+			attestations++
+			continue
+		case c.Desc.Platform != nil:
+			names = append(names, graph.FormatPlatform(*c.Desc.Platform))
+		default:
+			names = append(names, "index "+c.Desc.Digest.Algorithm().String()+":"+shortDigest(c.Desc.Digest))
+		}
+		if c.Absent {
+			names[len(names)-1] += " (not in the source)"
+		}
+	}
+	if attestations > 0 {
+		names = append(names, plural(attestations, "attestation"))
+	}
+	return strings.Join(names, ", ")
+}
+
+// sparseHint adds to a refused sparse index what else the user can do.
+func (r *copyRun) sparseHint(err error) error {
+	if !errors.Is(err, graph.ErrSparseIndexRefused) {
+		return err
+	}
+	for _, n := range r.g.Roots {
+		if n.Bundle {
+			return fmt.Errorf("%w; --rewrite-index is not possible here: the bundle's images.yml pins the index digest", err)
+		}
+	}
+	return fmt.Errorf("%w; or copy with --rewrite-index to write a new index listing only the platforms copied (its digest changes)", err)
 }

@@ -139,6 +139,9 @@ type rootJSON struct {
 	// Destination is REPO@digest for a repository destination.
 	Destination string   `json:"destination,omitempty"`
 	Tags        []string `json:"tags,omitempty"`
+	// OriginalDigest is the digest of the index at the source when
+	// --rewrite-index replaced it (Digest is the new one).
+	OriginalDigest string `json:"originalDigest,omitempty"`
 }
 
 // destinationJSON says where the copy goes.
@@ -169,6 +172,9 @@ type movedBytes struct {
 	FromStore int64 `json:"fromStore"`
 	// LeftOut is the bytes of non-distributable layers left out.
 	LeftOut int64 `json:"leftOut"`
+	// PlatformLeftOut is the bytes only the index children left out by
+	// --platform reach.
+	PlatformLeftOut int64 `json:"platformLeftOut,omitempty"`
 }
 
 func (m *movedBytes) add(o movedBytes) {
@@ -180,6 +186,7 @@ func (m *movedBytes) add(o movedBytes) {
 	m.Fetched += o.Fetched
 	m.FromStore += o.FromStore
 	m.LeftOut += o.LeftOut
+	m.PlatformLeftOut += o.PlatformLeftOut
 }
 
 // imageJSON is one node of the graph.
@@ -192,6 +199,8 @@ type imageJSON struct {
 	Destination string `json:"destination,omitempty"`
 	// AtDestination: the destination had this manifest before the copy.
 	AtDestination bool `json:"atDestination"`
+	// OriginalDigest: see rootJSON.
+	OriginalDigest string `json:"originalDigest,omitempty"`
 }
 
 type copiedImageJSON struct {
@@ -204,12 +213,21 @@ type plannedImageJSON struct {
 	Bytes graph.PlanBytes `json:"bytes"`
 }
 
-// leftOutJSON is a blob left out of the copy.
+// leftOutJSON is a blob left out of the copy: a non-distributable layer
+// (reason "non-distributable"), or a child of an index (reason "platform",
+// "attestation" for the attestation of an image left out, "absent" for a
+// child the source layout lacks), whose size is then the bytes leaving it
+// out saves.
 type leftOutJSON struct {
-	Image  string `json:"image"`
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
-	Reason string `json:"reason"`
+	Image     string `json:"image"`
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+	Reason    string `json:"reason"`
+	MediaType string `json:"mediaType,omitempty"`
+	Platform  string `json:"platform,omitempty"`
+	// Index is the digest of the index listing the child, when it is one
+	// nested in the image's index.
+	Index string `json:"index,omitempty"`
 }
 
 // copyResultJSON is what copy --json prints.
@@ -264,6 +282,9 @@ func rootsJSON(g *graph.Graph, destRepo string) []rootJSON {
 		if destRepo != "" {
 			out[i].Destination = destRepo + "@" + n.Desc.Digest.String()
 		}
+		if n.Rewrite != nil {
+			out[i].OriginalDigest = n.Rewrite.Original.Digest.String()
+		}
 	}
 	return out
 }
@@ -274,11 +295,14 @@ func nodeJSON(n *graph.Node, destRepo string, atDest bool) imageJSON {
 		Digest:        n.Desc.Digest.String(),
 		Kind:          nodeKind(n),
 		MediaType:     n.Desc.MediaType,
-		Source:        n.Location(),
+		Source:        sourceOf(n),
 		AtDestination: atDest,
 	}
 	if destRepo != "" {
 		img.Destination = destRepo + "@" + n.Desc.Digest.String()
+	}
+	if n.Rewrite != nil {
+		img.OriginalDigest = n.Rewrite.Original.Digest.String()
 	}
 	return img
 }
@@ -287,6 +311,27 @@ func leftOutOf(p *graph.Plan) []leftOutJSON {
 	out := []leftOutJSON{}
 	for _, lo := range p.LeftOut {
 		out = append(out, leftOutJSON{Image: lo.Node.Ref, Digest: lo.Desc.Digest.String(), Size: lo.Desc.Size, Reason: lo.Reason})
+	}
+	for _, lc := range p.LeftOutChildren {
+		c := lc.Child
+		j := leftOutJSON{Image: lc.Node.Ref, Digest: c.Desc.Digest.String(), Size: lc.Bytes, Reason: "platform", MediaType: c.Desc.MediaType}
+		switch {
+		case c.Absent:
+			j.Reason = "absent"
+		case c.Attestation:
+			j.Reason = "attestation"
+		}
+		if c.Desc.Platform != nil {
+			j.Platform = graph.FormatPlatform(*c.Desc.Platform)
+		}
+		orig := lc.Node.Desc.Digest
+		if lc.Node.Rewrite != nil {
+			orig = lc.Node.Rewrite.Original.Digest
+		}
+		if c.Parent != orig {
+			j.Index = c.Parent.String()
+		}
+		out = append(out, j)
 	}
 	return out
 }
@@ -303,7 +348,7 @@ func copyResult(p *graph.Plan, dest destinationJSON, destRepo string, done *outc
 	}
 	perNode := make(map[*graph.Node]*movedBytes, len(p.Nodes))
 	for _, np := range p.Nodes {
-		perNode[np.Node] = &movedBytes{LeftOut: np.Bytes.LeftOut}
+		perNode[np.Node] = &movedBytes{LeftOut: np.Bytes.LeftOut, PlatformLeftOut: np.Bytes.PlatformLeftOut}
 	}
 	atDest := map[digest.Digest]bool{}
 	for _, pb := range p.Blobs {

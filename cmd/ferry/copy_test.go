@@ -353,3 +353,244 @@ func TestProgressAfterCancel(t *testing.T) {
 		t.Errorf("lines = %q", lines.String())
 	}
 }
+
+// indexSource is an OCI layout directory written with oras-go holding an
+// index (ref name "multi") of a linux/amd64 and a linux/arm64 image.
+type indexSource struct {
+	dir           string
+	index         ocispec.Descriptor
+	amd64, arm64  ocispec.Descriptor
+	arm64Only     int64 // bytes of the blobs only the arm64 image has
+	armLayer, cfg ocispec.Descriptor
+}
+
+func newIndexSource(t *testing.T) *indexSource {
+	t.Helper()
+	ctx := context.Background()
+	s := &indexSource{dir: t.TempDir()}
+	st, err := oci.New(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(mt string, b []byte) ocispec.Descriptor {
+		d := content.NewDescriptorFromBytes(mt, b)
+		if ok, _ := st.Exists(ctx, d); !ok {
+			if err := st.Push(ctx, d, bytes.NewReader(b)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	image := func(arch string) (ocispec.Descriptor, ocispec.Descriptor, ocispec.Descriptor) {
+		cfg := push(ocispec.MediaTypeImageConfig, []byte(`{"architecture":"`+arch+`","os":"linux"}`))
+		layer := push(ocispec.MediaTypeImageLayer, bytes.Repeat([]byte(arch), 2000))
+		m, err := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{layer}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		md := push(ocispec.MediaTypeImageManifest, m)
+		md.Platform = &ocispec.Platform{OS: "linux", Architecture: arch}
+		return md, cfg, layer
+	}
+	s.amd64, _, _ = image("amd64")
+	s.arm64, s.cfg, s.armLayer = image("arm64")
+	s.arm64Only = s.arm64.Size + s.cfg.Size + s.armLayer.Size
+	idx, err := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{s.amd64, s.arm64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.index = push(ocispec.MediaTypeImageIndex, idx)
+	// oras-go lists every manifest pushed in index.json: list the index only.
+	entry := s.index
+	entry.Annotations = map[string]string{ocispec.AnnotationRefName: "multi"}
+	list, err := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{entry}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "index.json"), list, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCopyPlatformUsageErrors(t *testing.T) {
+	src := newIndexSource(t)
+	dir := t.TempDir()
+	bundleLock := filepath.Join(dir, "bundle.lock.yml")
+	if err := os.WriteFile(bundleLock, []byte("---\napiVersion: imgpkg.carvel.dev/v1alpha1\nkind: BundleLock\nbundle:\n  image: example.com/b@sha256:"+strings.Repeat("a", 64)+"\n  tag: v1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "x.tar")
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"bad platform", []string{"-i", "example.com/a:v1", "--to-tar", out, "--platform", "linux"}, []string{`--platform "linux": invalid platform: want os/arch[/variant]`}},
+		{"bad platform in a list", []string{"-i", "example.com/a:v1", "--to-tar", out, "--platform", "linux/amd64,arm64"}, []string{`"arm64"`, "invalid platform"}},
+		{"rewrite without platform", []string{"-i", "example.com/a:v1", "--to-tar", out, "--rewrite-index"}, []string{"--rewrite-index needs --platform"}},
+		{"rewrite a bundle", []string{"-b", "example.com/b:v1", "--to-tar", out, "--platform", "linux/amd64", "--rewrite-index"}, []string{"--rewrite-index cannot be used with -b example.com/b:v1", "images.yml pins each index", "without --rewrite-index"}},
+		{"rewrite a BundleLock", []string{"--lock", bundleLock, "--to-tar", out, "--platform", "linux/amd64", "--rewrite-index"}, []string{"--rewrite-index cannot be used with the BundleLock " + bundleLock}},
+		{"no match", []string{"--oci-layout", src.dir, "--to-tar", out, "--platform", "linux/s390x"}, []string{"index layout@" + src.index.Digest.String(), "no child of the index matches the platforms asked for (linux/s390x)", "it has linux/amd64, linux/arm64"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runIn(t, t.TempDir(), append([]string{"copy"}, tt.args...)...)
+			if code != 1 || stdout != "" {
+				t.Errorf("exit %d, stdout %q; want 1 and nothing", code, stdout)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("%s written", out)
+			}
+		})
+	}
+}
+
+func TestCopyPlatformDryRun(t *testing.T) {
+	src := newIndexSource(t)
+	out := filepath.Join(t.TempDir(), "x.tar")
+	code, stdout, stderr := runIn(t, t.TempDir(), "copy", "--oci-layout", src.dir, "--to-tar", out, "--platform", "linux/amd64", "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	for _, want := range []string{
+		"left out of 1 index: 1 child, " + humanBytes(src.arm64Only) + " (--platform linux/amd64)",
+		"layout@sha256:" + src.index.Digest.Encoded()[:12] + "  linux/arm64  " + humanBytes(src.arm64Only) + "  (sparse, same digest)",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stderr, "copy | index layout@"+src.index.Digest.String()+" keeps its digest; left out: linux/arm64") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+
+	code, stdout, stderr = runIn(t, t.TempDir(), "copy", "--oci-layout", src.dir, "--to-tar", out, "--platform", "linux/amd64", "--dry-run", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	plan := decodeJSON[copyPlanJSON](t, stdout)
+	want := leftOutJSON{Image: "layout@" + src.index.Digest.String(), Digest: src.arm64.Digest.String(), Size: src.arm64Only, Reason: "platform", MediaType: ocispec.MediaTypeImageManifest, Platform: "linux/arm64"}
+	if len(plan.LeftOut) != 1 || plan.LeftOut[0] != want {
+		t.Errorf("leftOut = %+v, want %+v", plan.LeftOut, want)
+	}
+	if plan.Total.PlatformLeftOut != src.arm64Only || plan.Images[0].Bytes.PlatformLeftOut != src.arm64Only {
+		t.Errorf("platformLeftOut total %d, image %d; want %d", plan.Total.PlatformLeftOut, plan.Images[0].Bytes.PlatformLeftOut, src.arm64Only)
+	}
+	// amd64 and arm64 images have blobs of the same sizes.
+	if plan.Total.Total != src.index.Size+src.arm64Only || plan.Total.Blobs != 4 {
+		t.Errorf("total %d bytes in %d blobs, want %d in 4", plan.Total.Total, plan.Total.Blobs, src.index.Size+src.arm64Only)
+	}
+}
+
+func TestCopyPlatformLayoutRoundTrip(t *testing.T) {
+	src := newIndexSource(t)
+	storeDir := t.TempDir()
+	dir := t.TempDir()
+	sparse := filepath.Join(dir, "sparse.tar")
+	code, _, stderr := runIn(t, storeDir, "copy", "--oci-layout", src.dir, "--to-tar", sparse, "--platform", "linux/amd64")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if code, stdout, stderr := runIn(t, storeDir, "tar", "verify", sparse); code != 0 {
+		t.Errorf("tar verify of a sparse tar: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// From the sparse tar, without --platform: the index keeps its digest.
+	out := filepath.Join(dir, "again")
+	code, _, stderr = runIn(t, storeDir, "copy", "--tar", sparse, "--to-oci-layout", out)
+	if code != 0 {
+		t.Fatalf("copy from the sparse tar: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "left out: linux/arm64 (not in the source)") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	idx := readLayoutIndex(t, out)
+	if len(idx.Manifests) != 1 || idx.Manifests[0].Digest != src.index.Digest {
+		t.Errorf("index.json lists %+v, want the original index", idx.Manifests)
+	}
+	for d, want := range map[digest.Digest]bool{src.index.Digest: true, src.amd64.Digest: true, src.arm64.Digest: false, src.armLayer.Digest: false} {
+		if _, err := os.Stat(filepath.Join(out, "blobs", "sha256", d.Encoded())); (err == nil) != want {
+			t.Errorf("blob %s present: %v, want %v", d, err == nil, want)
+		}
+	}
+
+	// Rewritten from the sparse tar: a complete new index.
+	rewritten := filepath.Join(dir, "rewritten")
+	code, stdout, stderr := runIn(t, storeDir, "copy", "--tar", sparse, "--to-oci-layout", rewritten, "--platform", "linux/amd64", "--rewrite-index", "--json")
+	if code != 0 {
+		t.Fatalf("rewrite from the sparse tar: exit %d\n%s", code, stderr)
+	}
+	res := decodeJSON[copyResultJSON](t, stdout)
+	if len(res.Roots) != 1 || res.Roots[0].OriginalDigest != src.index.Digest.String() || res.Roots[0].Digest == src.index.Digest.String() {
+		t.Fatalf("roots = %+v, want a new digest and the original", res.Roots)
+	}
+	want := "copy | index layout@" + src.index.Digest.String() + " rewritten for platforms linux/amd64: now " + res.Roots[0].Digest
+	if !strings.Contains(stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr)
+	}
+	idx = readLayoutIndex(t, rewritten)
+	if len(idx.Manifests) != 1 || idx.Manifests[0].Digest.String() != res.Roots[0].Digest {
+		t.Fatalf("index.json lists %+v", idx.Manifests)
+	}
+	raw, err := os.ReadFile(filepath.Join(rewritten, "blobs", "sha256", idx.Manifests[0].Digest.Encoded()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newIndex ocispec.Index
+	if err := json.Unmarshal(raw, &newIndex); err != nil {
+		t.Fatal(err)
+	}
+	if len(newIndex.Manifests) != 1 || newIndex.Manifests[0].Digest != src.amd64.Digest || newIndex.Annotations[graph.AnnotationOriginalIndexDigest] != src.index.Digest.String() {
+		t.Errorf("new index = %s", raw)
+	}
+	if code, stdout, stderr := runIn(t, storeDir, "tar", "verify", rewritten); code != 0 {
+		t.Errorf("tar verify of the rewritten layout: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+func readLayoutIndex(t *testing.T, dir string) ocispec.Index {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+func TestCopyWriteTarErrorNamesTheTar(t *testing.T) {
+	src := newCopySource(t)
+	out := filepath.Join(t.TempDir(), "missing-dir", "x.tar")
+	code, _, stderr := runIn(t, t.TempDir(), "copy", "--oci-layout", src.dir, "--to-tar", out)
+	if code != 1 || !strings.Contains(stderr, "write tar "+out+": ") {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+	if strings.Contains(stderr, "copy to destination") {
+		t.Errorf("stderr says \"copy to destination\":\n%s", stderr)
+	}
+}
+
+func TestLeftOutLabels(t *testing.T) {
+	d := func(s string) digest.Digest { return digest.FromString(s) }
+	arm := &ocispec.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
+	got := leftOutLabels([]graph.LeftOutChild{
+		{Desc: ocispec.Descriptor{Digest: d("a"), Platform: arm}},
+		{Desc: ocispec.Descriptor{Digest: d("b"), Platform: &ocispec.Platform{OS: "unknown", Architecture: "unknown"}}, Attestation: true},
+		{Desc: ocispec.Descriptor{Digest: d("c"), MediaType: ocispec.MediaTypeImageIndex}},
+		{Desc: ocispec.Descriptor{Digest: d("d"), Platform: &ocispec.Platform{OS: "windows", Architecture: "amd64"}}, Absent: true},
+		{Desc: ocispec.Descriptor{Digest: d("e")}, Attestation: true},
+	})
+	want := "linux/arm64/v8, index sha256:" + d("c").Encoded()[:12] + ", windows/amd64 (not in the source), 2 attestations"
+	if got != want {
+		t.Errorf("leftOutLabels = %q, want %q", got, want)
+	}
+}

@@ -97,6 +97,41 @@ func repoOf(ref string) string {
 	return ref
 }
 
+// withLeftOut merges, by node digest, the non-distributable layers and the
+// index children a layout leaves out: both are recorded in the
+// dev.ferry-oci.skipped-layers annotation, which `tar verify` accepts as
+// absent and a later copy from the layout reads back (layoutLeftOut).
+func withLeftOut(g *graph.Gathered) map[digest.Digest][]ocispec.Descriptor {
+	if len(g.LeftOut) == 0 {
+		return g.Skipped
+	}
+	out := make(map[digest.Digest][]ocispec.Descriptor, len(g.Skipped)+len(g.LeftOut))
+	for d, l := range g.Skipped {
+		out[d] = slices.Clone(l)
+	}
+	for d, children := range g.LeftOut {
+		for _, c := range children {
+			out[d] = append(out[d], ocispec.Descriptor{MediaType: c.MediaType, Digest: c.Digest, Size: c.Size, Platform: c.Platform})
+		}
+	}
+	return out
+}
+
+// layoutLeftOut lists the index children a layout records as left out (the
+// manifests and indexes among its skipped layers): a copy from it must not
+// look for them.
+func layoutLeftOut(roots []ocilayout.Root) []ocispec.Descriptor {
+	var out []ocispec.Descriptor
+	for _, r := range roots {
+		for _, l := range r.SkippedLayers {
+			if isManifestType(l.MediaType) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
 // layoutRoots lists the index.json roots of a layout written for g: every
 // node (bundles, the images and indexes they list, the roots asked for,
 // signatures, referrers), with the tags, requests and skipped layers a later

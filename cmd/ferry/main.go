@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
+	"sync"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -25,9 +27,11 @@ func main() {
 	// containerd's content store logs through logrus on its own (for example
 	// a warning that fs-verity is unsupported); ferry reports what matters.
 	logrus.SetOutput(io.Discard)
-	ctx, stop := interruptible(context.Background(), os.Stderr, func() { os.Exit(exitInterrupted) })
+	stopProfile := startCPUProfile(os.Getenv("FERRY_CPUPROFILE"), os.Stderr)
+	ctx, stop := interruptible(context.Background(), os.Stderr, func() { stopProfile(); os.Exit(exitInterrupted) })
 	code := Execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	stopProfile()
 	if code != 0 && errors.Is(context.Cause(ctx), errInterrupted) {
 		// Stopped by a signal, whatever error the cancellation surfaced as.
 		code = exitInterrupted
@@ -62,5 +66,33 @@ func interruptible(parent context.Context, errOut io.Writer, exitNow func()) (ct
 		signal.Stop(sigs)
 		close(done)
 		cancel(nil)
+	}
+}
+
+// startCPUProfile writes a CPU profile of the whole run to path (for `go tool
+// pprof`) when path is not empty: FERRY_CPUPROFILE, a developer's knob, not
+// a documented option. A profile that cannot be started is reported on
+// errOut and the run goes on. The returned function ends the profile; it may
+// be called more than once, from any goroutine.
+func startCPUProfile(path string, errOut io.Writer) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(errOut, "ferry: FERRY_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(errOut, "ferry: FERRY_CPUPROFILE: %v\n", err)
+		f.Close()
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
 	}
 }

@@ -46,6 +46,11 @@ type RegistryOptions struct {
 	// htpasswd file and the CA. Default: t.TempDir() for StartRegistry; for
 	// NewRegistry a new temporary directory that Close removes.
 	Dir string
+	// SparseIndexes accepts image indexes whose child manifests the
+	// registry does not hold, as distribution does with
+	// validation.manifests.indexes.platforms: none. Default: distribution's
+	// own, which refuses such an index (400 MANIFEST_BLOB_UNKNOWN).
+	SparseIndexes bool
 }
 
 // Registry is a CNCF distribution registry serving in this process on
@@ -143,6 +148,9 @@ func NewRegistry(opts RegistryOptions) (_ *Registry, err error) {
 		return nil, err
 	}
 	cfg.Validation.Manifests.URLs.Allow = []string{"^https?://"}
+	if opts.SparseIndexes {
+		cfg.Validation.Manifests.Indexes.Platforms = "none"
+	}
 
 	if len(opts.Htpasswd) > 0 {
 		path := filepath.Join(dir, "htpasswd")

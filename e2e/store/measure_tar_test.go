@@ -67,7 +67,9 @@ type copyJSONResult struct {
 // or PATH. It only runs with FERRY_E2E_MEASURE=1 and needs GNU time
 // (apt-get install -y time); FERRY_E2E_MEASURE_REPS sets the rounds
 // (default 3), FERRY_E2E_BINARY a prebuilt ferry, FERRY_E2E_MEASURE_OUT a
-// file that receives the Markdown table also written to the test log:
+// file that receives the Markdown table also written to the test log,
+// FERRY_E2E_CPUPROFILE_DIR a directory that receives a CPU profile of every
+// ferry run (for go tool pprof):
 //
 //	cd e2e && FERRY_E2E_MEASURE=1 go test -count=1 -v -timeout 30m -run TestMeasureTar1GiB ./store/
 func TestMeasureTar1GiB(t *testing.T) {
@@ -113,6 +115,9 @@ func TestMeasureTar1GiB(t *testing.T) {
 		home := t.TempDir()
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(harness.Env(home), env...)
+		if bin == ferry {
+			cmd.Env = append(cmd.Env, profileEnv(t, fmt.Sprintf("tar-round%d-%s", round, c.name))...)
+		}
 		cmd.Dir = home
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -26,14 +27,15 @@ import (
 type measureRun struct {
 	size     int64 // bytes of the image
 	wall     time.Duration
-	maxRSS   int64 // KiB
-	served   int64 // blob bytes served by the source
+	maxRSS   int64         // KiB
+	cpu      time.Duration // user + system
+	served   int64         // blob bytes served by the source
 	exitCode int
 }
 
 func (m measureRun) String() string {
-	return fmt.Sprintf("%6.2f s wall, %7.1f MiB/s, peak RSS %4d MiB, %5d MiB fetched from the source",
-		m.wall.Seconds(), float64(m.size)/mib/m.wall.Seconds(), m.maxRSS/1024, m.served/mib)
+	return fmt.Sprintf("%6.2f s wall, %7.1f MiB/s, %5.2f s CPU, peak RSS %4d MiB, %5d MiB fetched from the source",
+		m.wall.Seconds(), float64(m.size)/mib/m.wall.Seconds(), m.cpu.Seconds(), m.maxRSS/1024, m.served/mib)
 }
 
 // TestMeasure1GiB measures ferry copy of a 1 GiB image (4 layers of 256 MiB
@@ -41,13 +43,15 @@ func (m measureRun) String() string {
 // under the test's temp directory), through a counting proxy in front of the
 // source: a cold copy (empty store), a warm copy (store full, new empty
 // destination repository), a copy with --no-store, an in-process oras.Copy
-// for comparison, and the bytes fetched by a run resumed after a run killed
-// (SIGKILL) at about half, and after a run whose connections were all cut
-// at half. Peak RSS is ferry's maximum resident set size, from GNU time
+// (no proxy) and crane copy, regctl image copy and oras cp (through the
+// same proxy, when bin/tools has them) for comparison, and the bytes
+// fetched by a run resumed after a run killed (SIGKILL) at about half, and
+// after a run whose connections were all cut at half. Peak RSS is ferry's maximum resident set size, from GNU time
 // (/usr/bin/time) when installed, else from wait4(2). It only runs with
 // FERRY_E2E_MEASURE=1 (FERRY_E2E_MEASURE_REPS sets how many times the
-// cold/warm/--no-store series runs, default 3); the figures go to the test
-// log:
+// cold/warm/--no-store series runs, default 3; FERRY_E2E_CPUPROFILE_DIR
+// names a directory that receives a CPU profile of every timed ferry run);
+// the figures go to the test log:
 //
 //	cd e2e && FERRY_E2E_MEASURE=1 go test -count=1 -v -timeout 30m -run TestMeasure1GiB ./store/
 func TestMeasure1GiB(t *testing.T) {
@@ -71,12 +75,13 @@ func TestMeasure1GiB(t *testing.T) {
 		home := t.TempDir()
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(harness.Env(home), "FERRY_STORE="+store)
+		cmd.Env = append(cmd.Env, profileEnv(t, strings.Join(args, " "))...)
 		cmd.Dir = home
 		out, _ := os.Create(filepath.Join(home, "output"))
 		defer out.Close()
 		cmd.Stdout, cmd.Stderr = out, out
 		tm, err := runTimed(t, cmd)
-		m := measureRun{size: size, wall: tm.wall, maxRSS: tm.maxRSS, served: w.proxy.Stats().BlobBytesServed, exitCode: tm.exitCode}
+		m := measureRun{size: size, wall: tm.wall, maxRSS: tm.maxRSS, cpu: tm.user + tm.sys, served: w.proxy.Stats().BlobBytesServed, exitCode: tm.exitCode}
 		if err != nil {
 			output, _ := os.ReadFile(out.Name())
 			t.Fatalf("ferry %s: %v\n%s", strings.Join(args, " "), err, output)
@@ -113,6 +118,34 @@ func TestMeasure1GiB(t *testing.T) {
 		}
 		none := copyTo(store, fmt.Sprintf("nostore%d/big", i), "--no-store")
 		t.Logf("MEASURE --no-store copy #%d:                   %s", i+1, none)
+		// Peers, through the same proxy, into new repositories.
+		for _, peer := range []string{"crane", "regctl", "oras"} {
+			bin := filepath.Join(harness.SourceRoot(t), "bin", "tools", peer)
+			if _, err := os.Stat(bin); err != nil {
+				continue // not installed (.ci/install-interop-tools)
+			}
+			dst := w.dst.Ref(fmt.Sprintf("%s%d/big", peer, i)) + ":v1"
+			var args []string
+			switch peer {
+			case "crane":
+				args = []string{"copy", "--insecure", ref, dst}
+			case "regctl":
+				args = []string{"--host", "reg=" + w.proxy.Host + ",tls=disabled", "--host", "reg=" + w.dst.Host + ",tls=disabled", "image", "copy", ref, dst}
+			case "oras":
+				args = []string{"cp", "--no-tty", "--from-plain-http", "--to-plain-http", ref, dst}
+			}
+			w.proxy.Reset()
+			cmd := exec.Command(bin, args...)
+			cmd.Env = harness.Env(t.TempDir())
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			tm, err := runTimed(t, cmd)
+			if err != nil {
+				t.Fatalf("%s %s: %v\n%s", peer, strings.Join(args, " "), err, &out)
+			}
+			m := measureRun{size: size, wall: tm.wall, maxRSS: tm.maxRSS, cpu: tm.user + tm.sys, served: w.proxy.Stats().BlobBytesServed}
+			t.Logf("MEASURE %-6s copy #%d:                      %s", peer, i+1, m)
+		}
 		if err := os.RemoveAll(store); err != nil {
 			t.Fatal(err)
 		}
@@ -292,4 +325,34 @@ func runTimed(t *testing.T, cmd *exec.Cmd) (timing, error) {
 	seconds := func(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }
 	tm.wall, tm.maxRSS, tm.user, tm.sys = seconds(secs[0]), rss, seconds(secs[1]), seconds(secs[2])
 	return tm, err
+}
+
+// profileEnv returns FERRY_CPUPROFILE=<dir>/<name>.pprof when
+// FERRY_E2E_CPUPROFILE_DIR names a directory (name made file-safe, and
+// numbered after the profiles already there), so that the measured ferry run writes a CPU profile
+// there; nothing otherwise.
+func profileEnv(t *testing.T, name string) []string {
+	t.Helper()
+	dir := os.Getenv("FERRY_E2E_CPUPROFILE_DIR")
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("FERRY_E2E_CPUPROFILE_DIR: %v", err)
+	}
+	safe := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '_'
+	}, name)
+	if len(safe) > 60 {
+		safe = safe[:60]
+	}
+	for i := 1; ; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", safe, i))
+		if _, err := os.Stat(p); os.IsNotExist(err) {
+			return []string{"FERRY_CPUPROFILE=" + p}
+		}
+	}
 }
