@@ -53,6 +53,11 @@
 //	dev.ferry-oci.skipped-layers       JSON array of the descriptors of the
 //	                                   non-distributable layers of the root's
 //	                                   graph that the layout leaves out
+//	dev.ferry-oci.left-out-children    JSON array of {"parent", "descriptor"}:
+//	                                   the children of the root index (or of
+//	                                   an index nested in it, the parent) that
+//	                                   a platform filter left out; the index
+//	                                   keeps its digest and still lists them
 //
 // Roots found only through a bundle's images.yml carry no requests; the
 // ImageLocations of a bundle are rebuilt from its images.yml, which the

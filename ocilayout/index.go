@@ -39,6 +39,11 @@ const (
 	// non-distributable layers of the root's graph that were left out of
 	// the layout.
 	AnnotationFerrySkippedLayers = "dev.ferry-oci.skipped-layers"
+	// AnnotationFerryLeftOutChildren is a JSON array of [LeftOutChild]:
+	// the children of the root index (or of an index nested in it) that a
+	// platform filter left out of the layout. The index keeps its digest
+	// and still lists them.
+	AnnotationFerryLeftOutChildren = "dev.ferry-oci.left-out-children"
 )
 
 // ferryPrefix starts every annotation ferry owns.
@@ -82,6 +87,22 @@ type Root struct {
 	// SkippedLayers are non-distributable layers of the root's graph that
 	// the layout does not hold.
 	SkippedLayers []ocispec.Descriptor
+	// LeftOutChildren are the children of the root index, or of indexes
+	// nested in it, that the layout does not hold because a platform filter
+	// left them out (copy --platform without --rewrite-index).
+	LeftOutChildren []LeftOutChild
+}
+
+// LeftOutChild is an index child a layout leaves out: one entry of
+// AnnotationFerryLeftOutChildren.
+type LeftOutChild struct {
+	// Parent is the digest of the index that lists the child: the root or
+	// an index nested in it. Empty when unknown (layouts written before the
+	// annotation existed).
+	Parent digest.Digest `json:"parent,omitempty"`
+	// Desc is the child as its parent lists it (media type, digest, size,
+	// platform).
+	Desc ocispec.Descriptor `json:"descriptor"`
 }
 
 // RefName returns the root's index.json ref name: Tag, or "<alg>-<hex>.imgpkg"
@@ -143,13 +164,20 @@ func (r Root) Descriptor() (ocispec.Descriptor, error) {
 		}
 		ann[AnnotationFerrySkippedLayers] = string(b)
 	}
+	if len(r.LeftOutChildren) > 0 {
+		b, err := json.Marshal(r.LeftOutChildren)
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("root %s: left-out children: %w", r.Desc.Digest, err)
+		}
+		ann[AnnotationFerryLeftOutChildren] = string(b)
+	}
 	d.Annotations = ann
 	return d, nil
 }
 
 // NewIndex builds index.json for roots, one entry per ref name, in the order
 // of first appearance. Roots with the same ref name and digest are merged
-// (requests and skipped layers joined, flags OR-ed, the first OriginalRef
+// (requests, skipped layers and left-out children joined, flags OR-ed, the first OriginalRef
 // kept); the same ref name for two digests fails with ErrConflictingRef.
 func NewIndex(roots []Root) (ocispec.Index, error) {
 	var merged []Root
@@ -161,6 +189,7 @@ func NewIndex(roots []Root) (ocispec.Index, error) {
 			byName[name] = len(merged)
 			r.Requests = slices.Clone(r.Requests)
 			r.SkippedLayers = slices.Clone(r.SkippedLayers)
+			r.LeftOutChildren = slices.Clone(r.LeftOutChildren)
 			merged = append(merged, r)
 			continue
 		}
@@ -177,6 +206,11 @@ func NewIndex(roots []Root) (ocispec.Index, error) {
 		for _, l := range r.SkippedLayers {
 			if !slices.ContainsFunc(m.SkippedLayers, func(o ocispec.Descriptor) bool { return o.Digest == l.Digest }) {
 				m.SkippedLayers = append(m.SkippedLayers, l)
+			}
+		}
+		for _, c := range r.LeftOutChildren {
+			if !slices.ContainsFunc(m.LeftOutChildren, func(o LeftOutChild) bool { return o.Parent == c.Parent && o.Desc.Digest == c.Desc.Digest }) {
+				m.LeftOutChildren = append(m.LeftOutChildren, c)
 			}
 		}
 	}
@@ -198,6 +232,9 @@ func NewIndex(roots []Root) (ocispec.Index, error) {
 // when it is a valid tag (or the tag part of a full reference) and
 // OriginalRef is io.containerd.image.name, or the ref name when that is a
 // full reference. A malformed ferry annotation fails with ErrMalformedIndex.
+// Manifests and indexes listed in AnnotationFerrySkippedLayers (where
+// layouts written before AnnotationFerryLeftOutChildren recorded index
+// children left out) are read into LeftOutChildren, without a parent.
 func RootFromDescriptor(d ocispec.Descriptor) (Root, error) {
 	r := Root{Desc: d}
 	ann := d.Annotations
@@ -238,6 +275,35 @@ func RootFromDescriptor(d ocispec.Descriptor) (Root, error) {
 		if err := json.Unmarshal([]byte(s), &r.SkippedLayers); err != nil {
 			return Root{}, fmt.Errorf("root %s: annotation %s: %w: %w", d.Digest, AnnotationFerrySkippedLayers, ErrMalformedIndex, err)
 		}
+		layers := r.SkippedLayers[:0]
+		for _, l := range r.SkippedLayers {
+			if isManifestType(l.MediaType) {
+				r.LeftOutChildren = append(r.LeftOutChildren, LeftOutChild{Desc: l})
+				continue
+			}
+			layers = append(layers, l)
+		}
+		r.SkippedLayers = layers
+		if len(r.SkippedLayers) == 0 {
+			r.SkippedLayers = nil
+		}
+	}
+	if s, ok := ann[AnnotationFerryLeftOutChildren]; ok {
+		var children []LeftOutChild
+		if err := json.Unmarshal([]byte(s), &children); err != nil {
+			return Root{}, fmt.Errorf("root %s: annotation %s: %w: %w", d.Digest, AnnotationFerryLeftOutChildren, ErrMalformedIndex, err)
+		}
+		for i, c := range children {
+			if err := c.Desc.Digest.Validate(); err != nil {
+				return Root{}, fmt.Errorf("root %s: annotation %s: entry %d: %w: digest: %w", d.Digest, AnnotationFerryLeftOutChildren, i, ErrMalformedIndex, err)
+			}
+			if c.Parent != "" {
+				if err := c.Parent.Validate(); err != nil {
+					return Root{}, fmt.Errorf("root %s: annotation %s: entry %d: %w: parent: %w", d.Digest, AnnotationFerryLeftOutChildren, i, ErrMalformedIndex, err)
+				}
+			}
+		}
+		r.LeftOutChildren = append(r.LeftOutChildren, children...)
 	}
 	if r.Tag != "" && !tagPattern.MatchString(r.Tag) {
 		return Root{}, fmt.Errorf("root %s: annotation %s: %w: %q is not a valid tag", d.Digest, AnnotationFerryTag, ErrMalformedIndex, r.Tag)
@@ -274,20 +340,28 @@ func tagOf(ref string) string {
 	return ""
 }
 
-// skippedLayers returns the digests listed in every root's
-// AnnotationFerrySkippedLayers. Malformed annotations are ignored here (the
-// readers check them at open).
+// skippedLayers returns the digests a layout records as left out on
+// purpose: those listed in every root's AnnotationFerrySkippedLayers
+// (non-distributable layers) and AnnotationFerryLeftOutChildren (index
+// children a platform filter left out). Malformed annotations are ignored
+// here (the readers check them at open).
 func skippedLayers(index ocispec.Index) map[digest.Digest]bool {
 	out := make(map[digest.Digest]bool)
 	for _, d := range index.Manifests {
-		s, ok := d.Annotations[AnnotationFerrySkippedLayers]
-		if !ok {
-			continue
+		if s, ok := d.Annotations[AnnotationFerrySkippedLayers]; ok {
+			var layers []ocispec.Descriptor
+			if json.Unmarshal([]byte(s), &layers) == nil {
+				for _, l := range layers {
+					out[l.Digest] = true
+				}
+			}
 		}
-		var layers []ocispec.Descriptor
-		if json.Unmarshal([]byte(s), &layers) == nil {
-			for _, l := range layers {
-				out[l.Digest] = true
+		if s, ok := d.Annotations[AnnotationFerryLeftOutChildren]; ok {
+			var children []LeftOutChild
+			if json.Unmarshal([]byte(s), &children) == nil {
+				for _, c := range children {
+					out[c.Desc.Digest] = true
+				}
 			}
 		}
 	}

@@ -163,7 +163,8 @@ func (t *tarFile) blobSize(d digest.Digest) (int64, bool) {
 // Verify re-hashes every blob of the tar and checks that every descriptor
 // referenced from index.json (manifests, indexes, configs, layers) is present
 // with its size, except non-distributable layers listed in a root's
-// dev.ferry-oci.skipped-layers annotation. Content problems are returned as
+// dev.ferry-oci.skipped-layers annotation and index children listed in its
+// dev.ferry-oci.left-out-children annotation. Content problems are returned as
 // Problems; the error is for I/O failures and cancellation.
 func (t *Tar) Verify(ctx context.Context) ([]Problem, error) {
 	return verify(ctx, t.index, t.blobInfos(), t.openRaw, t.Fetch)

@@ -97,36 +97,52 @@ func repoOf(ref string) string {
 	return ref
 }
 
-// withLeftOut merges, by node digest, the non-distributable layers and the
-// index children a layout leaves out: both are recorded in the
-// dev.ferry-oci.skipped-layers annotation, which `tar verify` accepts as
-// absent and a later copy from the layout reads back (layoutLeftOut).
-func withLeftOut(g *graph.Gathered) map[digest.Digest][]ocispec.Descriptor {
-	if len(g.LeftOut) == 0 {
-		return g.Skipped
-	}
-	out := make(map[digest.Digest][]ocispec.Descriptor, len(g.Skipped)+len(g.LeftOut))
-	for d, l := range g.Skipped {
-		out[d] = slices.Clone(l)
-	}
+// layoutOmissions is what a layout written for a graph leaves out, by node
+// digest.
+type layoutOmissions struct {
+	// skipped are the non-distributable layers (dev.ferry-oci.skipped-layers).
+	skipped map[digest.Digest][]ocispec.Descriptor
+	// sparse are the nodes whose index children a platform filter left out
+	// (Gathered.LeftOut): layoutRoots records the children, with the index
+	// listing each, in dev.ferry-oci.left-out-children.
+	sparse map[digest.Digest]bool
+}
+
+// withLeftOut says what a layout of g leaves out: its non-distributable
+// layers and the index children of the indexes kept sparse. `tar verify`
+// accepts both as absent, and a later copy from the layout reads the
+// children back (layoutLeftOut).
+func withLeftOut(g *graph.Gathered) layoutOmissions {
+	o := layoutOmissions{skipped: g.Skipped, sparse: make(map[digest.Digest]bool, len(g.LeftOut))}
 	for d, children := range g.LeftOut {
-		for _, c := range children {
-			out[d] = append(out[d], ocispec.Descriptor{MediaType: c.MediaType, Digest: c.Digest, Size: c.Size, Platform: c.Platform})
+		if len(children) > 0 {
+			o.sparse[d] = true
 		}
+	}
+	return o
+}
+
+// leftOutChildren lists the children n leaves out, with the index listing
+// each (n itself or an index nested in it), as recorded in a layout.
+func leftOutChildren(n *graph.Node) []ocilayout.LeftOutChild {
+	var out []ocilayout.LeftOutChild
+	for _, c := range n.LeftOut {
+		out = append(out, ocilayout.LeftOutChild{
+			Parent: c.Parent,
+			Desc:   ocispec.Descriptor{MediaType: c.Desc.MediaType, Digest: c.Desc.Digest, Size: c.Desc.Size, Platform: c.Desc.Platform, ArtifactType: c.Desc.ArtifactType},
+		})
 	}
 	return out
 }
 
-// layoutLeftOut lists the index children a layout records as left out (the
-// manifests and indexes among its skipped layers): a copy from it must not
-// look for them.
+// layoutLeftOut lists the index children a layout records as left out
+// (dev.ferry-oci.left-out-children, or manifests among the skipped layers
+// of layouts written before it): a copy from it must not look for them.
 func layoutLeftOut(roots []ocilayout.Root) []ocispec.Descriptor {
 	var out []ocispec.Descriptor
 	for _, r := range roots {
-		for _, l := range r.SkippedLayers {
-			if isManifestType(l.MediaType) {
-				out = append(out, l)
-			}
+		for _, c := range r.LeftOutChildren {
+			out = append(out, c.Desc)
 		}
 	}
 	return out
@@ -140,7 +156,7 @@ func layoutLeftOut(roots []ocilayout.Root) []ocispec.Descriptor {
 // layout finds them again as referrers of their subjects (the layout lists
 // its referrers by scanning the manifests of index.json), so
 // --referrers=false leaves them out there too.
-func layoutRoots(g *graph.Graph, skipped map[digest.Digest][]ocispec.Descriptor) []ocilayout.Root {
+func layoutRoots(g *graph.Graph, omitted layoutOmissions) []ocilayout.Root {
 	requests := map[*graph.Node][]ocilayout.Request{}
 	rootBundle := map[*graph.Node]bool{}
 	for i, n := range g.Roots {
@@ -161,7 +177,10 @@ func layoutRoots(g *graph.Graph, skipped map[digest.Digest][]ocispec.Descriptor)
 			Bundle:        n.Bundle,
 			RootBundle:    rootBundle[n],
 			Requests:      requests[n],
-			SkippedLayers: skipped[n.Desc.Digest],
+			SkippedLayers: omitted.skipped[n.Desc.Digest],
+		}
+		if omitted.sparse[n.Desc.Digest] {
+			r.LeftOutChildren = leftOutChildren(n)
 		}
 		if len(n.Tags) == 0 {
 			roots = append(roots, r)

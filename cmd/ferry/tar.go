@@ -102,7 +102,8 @@ func newTarInspectCmd(s streams) *cobra.Command {
 		Long: `List what a tarball or OCI image layout holds: its format; each root listed in
 index.json (or imgpkg's manifest.json) with its ref name, kind (bundle, image, index or
 signature), digest, the size of the graph below it and the reference it was copied from;
-the totals; and the non-distributable layers that were left out of the file.
+the totals; the non-distributable layers that were left out of the file; and the index
+children a platform filter (copy --platform) left out, with their platforms.
 
 Only headers, index.json and manifests are read; "ferry tar verify" re-hashes every blob.`,
 		Example: `  # What does this tarball hold?
@@ -125,7 +126,8 @@ func newTarVerifyCmd(s streams) *cobra.Command {
 		Short: "Re-hash every blob of a tarball or layout and check every reference is present",
 		Long: `Check a tarball or OCI image layout completely: every blob is read and re-hashed
 against its digest and size, and every manifest, index, config and layer referenced from
-index.json is present, except the non-distributable layers the file records as left out.
+index.json is present, except the non-distributable layers and the index children (copy
+--platform) the file records as left out.
 
 Each problem is printed on stderr with the digest and the entry at fault; the command
 then exits with status 1. Run it before and after the file crosses the air gap.`,
@@ -149,6 +151,9 @@ type tarReport struct {
 	Bytes int64 `json:"bytes"`
 	// SkippedLayers are the non-distributable layers left out of the file.
 	SkippedLayers []skippedReport `json:"skippedLayers"`
+	// LeftOutChildren are the index children a platform filter left out
+	// of the file (their indexes keep their digests and still list them).
+	LeftOutChildren []leftOutReport `json:"leftOutChildren"`
 
 	format ocilayout.Format
 }
@@ -178,6 +183,22 @@ type skippedReport struct {
 	Size      int64         `json:"size"`
 	URLs      []string      `json:"urls,omitempty"`
 	// Roots names the roots whose graph holds the layer (original
+	// reference, or ref name when unknown).
+	Roots []string `json:"roots"`
+}
+
+// leftOutReport describes one index child left out by a platform filter.
+type leftOutReport struct {
+	Digest    digest.Digest `json:"digest"`
+	MediaType string        `json:"mediaType"`
+	Size      int64         `json:"size"`
+	// Platform is os/arch[/variant][:os.version]; empty when the index
+	// gives none.
+	Platform string `json:"platform,omitempty"`
+	// Parents are the digests of the indexes listing the child; empty when
+	// the file does not say (written before it recorded them).
+	Parents []digest.Digest `json:"parents,omitempty"`
+	// Roots names the roots whose index lists the child (original
 	// reference, or ref name when unknown).
 	Roots []string `json:"roots"`
 }
@@ -212,7 +233,7 @@ func inspectLayout(ctx context.Context, path string, l checkedLayout, format oci
 	if err != nil {
 		return nil, err
 	}
-	rep := &tarReport{Path: path, Format: formatName(format), format: format, Roots: []rootReport{}, SkippedLayers: []skippedReport{}}
+	rep := &tarReport{Path: path, Format: formatName(format), format: format, Roots: []rootReport{}, SkippedLayers: []skippedReport{}, LeftOutChildren: []leftOutReport{}}
 	present := make(map[digest.Digest]int64, len(blobs))
 	for _, b := range blobs {
 		present[b.Digest] = b.Size
@@ -222,6 +243,7 @@ func inspectLayout(ctx context.Context, path string, l checkedLayout, format oci
 
 	w := &graphWalker{layout: l, present: present, manifests: map[digest.Digest][]byte{}}
 	skippedAt := map[digest.Digest]int{}
+	leftOutAt := map[digest.Digest]int{}
 	index := l.Index()
 	for i, r := range l.Roots() {
 		if err := ctx.Err(); err != nil {
@@ -265,6 +287,21 @@ func inspectLayout(ctx context.Context, path string, l checkedLayout, format oci
 			}
 			if !slices.Contains(rep.SkippedLayers[j].Roots, name) {
 				rep.SkippedLayers[j].Roots = append(rep.SkippedLayers[j].Roots, name)
+			}
+		}
+		for _, c := range r.LeftOutChildren {
+			j, ok := leftOutAt[c.Desc.Digest]
+			if !ok {
+				j = len(rep.LeftOutChildren)
+				leftOutAt[c.Desc.Digest] = j
+				rep.LeftOutChildren = append(rep.LeftOutChildren, leftOutReport{Digest: c.Desc.Digest, MediaType: c.Desc.MediaType, Size: c.Desc.Size, Platform: platformString(c.Desc.Platform)})
+			}
+			lo := &rep.LeftOutChildren[j]
+			if c.Parent != "" && !slices.Contains(lo.Parents, c.Parent) {
+				lo.Parents = append(lo.Parents, c.Parent)
+			}
+			if !slices.Contains(lo.Roots, name) {
+				lo.Roots = append(lo.Roots, name)
 			}
 		}
 	}
@@ -466,14 +503,30 @@ func printTarReport(out io.Writer, rep *tarReport) error {
 	}
 	fmt.Fprintf(out, "\nTotal: %d roots, %d blobs, %s (%d bytes)\n", len(rep.Roots), rep.Blobs, humanBytes(rep.Bytes), rep.Bytes)
 	if len(rep.SkippedLayers) == 0 {
-		_, err := fmt.Fprintln(out, "Non-distributable layers left out: none")
-		return err
+		fmt.Fprintln(out, "Non-distributable layers left out: none")
+	} else {
+		fmt.Fprintf(out, "\nNon-distributable layers left out (%d; the destination must get them from their URLs):\n", len(rep.SkippedLayers))
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "LAYER\tMEDIA TYPE\tSIZE\tIN")
+		for _, l := range rep.SkippedLayers {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.Digest, l.MediaType, humanBytes(l.Size), strings.Join(l.Roots, ", "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(out, "\nNon-distributable layers left out (%d; the destination must get them from their URLs):\n", len(rep.SkippedLayers))
+	if len(rep.LeftOutChildren) == 0 {
+		return nil
+	}
+	fmt.Fprintf(out, "\nIndex children left out (platform filter): %d; their indexes keep their digests and still list them\n", len(rep.LeftOutChildren))
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAYER\tMEDIA TYPE\tSIZE\tIN")
-	for _, l := range rep.SkippedLayers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.Digest, l.MediaType, humanBytes(l.Size), strings.Join(l.Roots, ", "))
+	fmt.Fprintln(tw, "CHILD\tPLATFORM\tMEDIA TYPE\tSIZE\tIN")
+	for _, c := range rep.LeftOutChildren {
+		platform := c.Platform
+		if platform == "" {
+			platform = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Digest, platform, c.MediaType, humanBytes(c.Size), strings.Join(c.Roots, ", "))
 	}
 	return tw.Flush()
 }
@@ -502,15 +555,25 @@ func runTarVerify(ctx context.Context, s streams, path string) error {
 	for _, b := range blobs {
 		total += b.Size
 	}
-	skipped := map[digest.Digest]bool{}
+	skipped, leftOut := map[digest.Digest]bool{}, map[digest.Digest]bool{}
 	for _, r := range l.Roots() {
 		for _, sl := range r.SkippedLayers {
 			skipped[sl.Digest] = true
 		}
+		for _, c := range r.LeftOutChildren {
+			leftOut[c.Desc.Digest] = true
+		}
+	}
+	var notes []string
+	if len(skipped) > 0 {
+		notes = append(notes, fmt.Sprintf("%d non-distributable layers left out, as recorded", len(skipped)))
+	}
+	if len(leftOut) > 0 {
+		notes = append(notes, fmt.Sprintf("%d index children left out by a platform filter, as recorded", len(leftOut)))
 	}
 	note := ""
-	if len(skipped) > 0 {
-		note = fmt.Sprintf(" (%d non-distributable layers left out, as recorded)", len(skipped))
+	if len(notes) > 0 {
+		note = " (" + strings.Join(notes, "; ") + ")"
 	}
 	_, err = fmt.Fprintf(s.Out, "%s: OK: %d blobs (%s) re-hashed, every reference of %d roots present%s\n",
 		path, len(blobs), humanBytes(total), len(l.Roots()), note)

@@ -282,6 +282,7 @@ func TestTarInspectJSON(t *testing.T) {
 			URLs      []string      `json:"urls"`
 			Roots     []string      `json:"roots"`
 		} `json:"skippedLayers"`
+		LeftOutChildren []json.RawMessage `json:"leftOutChildren"`
 	}
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()
@@ -312,6 +313,9 @@ func TestTarInspectJSON(t *testing.T) {
 	if sl.Digest != fx.foreign.Digest || sl.MediaType != mtDockerForeign || sl.Size != 100 ||
 		!slices.Equal(sl.URLs, fx.foreign.URLs) || !slices.Equal(sl.Roots, []string{fx.roots[3].OriginalRef}) {
 		t.Errorf("skipped layer %+v, want %s of %s", sl, fx.foreign.Digest, fx.roots[3].OriginalRef)
+	}
+	if rep.LeftOutChildren == nil || len(rep.LeftOutChildren) != 0 {
+		t.Errorf("left-out children %s, want []", rep.LeftOutChildren)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -205,10 +206,20 @@ func TestSparseThroughTar(t *testing.T) {
 	w := newWorld(t)
 	tarPath := filepath.Join(t.TempDir(), "b.tar")
 	harness.RunOK(t, nil, "copy", "-b", w.src.Ref("team/bundle")+":v1", "--to-tar", tarPath, "--platform", "linux/amd64")
-	harness.RunOK(t, nil, "tar", "verify", tarPath)
+	res := harness.RunOK(t, nil, "tar", "verify", tarPath)
+	wantAll(t, "tar verify", res.Stdout, "(2 index children left out by a platform filter, as recorded)")
+	if strings.Contains(res.Stdout, "non-distributable") {
+		t.Errorf("tar verify counts the children left out as non-distributable layers: %s", res.Stdout)
+	}
+	w.checkInspectSparse(t, tarPath)
 	w.src.Stop() // the tar holds all that is needed
 
-	res := harness.RunOK(t, nil, "copy", "--tar", tarPath, "--to-repo", w.sparse.Ref("apps/b"))
+	again := filepath.Join(t.TempDir(), "again.tar")
+	harness.RunOK(t, nil, "copy", "--tar", tarPath, "--to-tar", again)
+	res = harness.RunOK(t, nil, "tar", "verify", again)
+	wantAll(t, "tar verify of a copy of the tar", res.Stdout, "(2 index children left out by a platform filter, as recorded)")
+
+	res = harness.RunOK(t, nil, "copy", "--tar", tarPath, "--to-repo", w.sparse.Ref("apps/b"))
 	wantAll(t, "stderr", res.Stderr, "left out: linux/arm64/v8 (not in the source), linux/arm/v7 (not in the source)")
 	w.checkSparse(t, w.sparse, "apps/b")
 	if got := resolve(t, w.sparse, "apps/b", "v1"); got != w.bundle.Digest {
@@ -217,6 +228,49 @@ func TestSparseThroughTar(t *testing.T) {
 
 	res = harness.Run(t, nil, "copy", "--tar", tarPath, "--to-repo", w.strict.Ref("apps/b"))
 	wantAll(t, "error", errorLine(t, res), w.index.Digest.String(), "validation.manifests.indexes.platforms: none")
+}
+
+// checkInspectSparse checks that tar inspect lists the arm children of the
+// index as index children left out by the platform filter, with their
+// platforms, sizes and parent index, and not as non-distributable layers.
+func (w *world) checkInspectSparse(t *testing.T, tarPath string) {
+	t.Helper()
+	res := harness.RunOK(t, nil, "tar", "inspect", tarPath)
+	wantAll(t, "tar inspect", res.Stdout, "Non-distributable layers left out: none", "\nIndex children left out (platform filter): 2;")
+	for i, platform := range map[int]string{1: "linux/arm64/v8", 2: "linux/arm/v7"} {
+		c := w.children[i]
+		found := false
+		for line := range strings.SplitSeq(res.Stdout, "\n") {
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == c.Digest.String() {
+				found = f[1] == platform && f[2] == c.MediaType
+			}
+		}
+		if !found {
+			t.Errorf("tar inspect has no line for %s (%s, %s):\n%s", c.Digest, platform, c.MediaType, res.Stdout)
+		}
+	}
+	res = harness.RunOK(t, nil, "tar", "inspect", "--json", tarPath)
+	var rep struct {
+		SkippedLayers   []json.RawMessage `json:"skippedLayers"`
+		LeftOutChildren []struct {
+			Digest   digest.Digest   `json:"digest"`
+			Size     int64           `json:"size"`
+			Platform string          `json:"platform"`
+			Parents  []digest.Digest `json:"parents"`
+		} `json:"leftOutChildren"`
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.SkippedLayers) != 0 || len(rep.LeftOutChildren) != 2 {
+		t.Fatalf("skippedLayers %s, leftOutChildren %+v; want none and the two arm images", rep.SkippedLayers, rep.LeftOutChildren)
+	}
+	for _, c := range rep.LeftOutChildren {
+		i := slices.IndexFunc(w.children, func(d ocispec.Descriptor) bool { return d.Digest == c.Digest })
+		if i < 1 || c.Size != w.children[i].Size || c.Platform == "" || !slices.Equal(c.Parents, []digest.Digest{w.index.Digest}) {
+			t.Errorf("left-out child %+v, want an arm image of %s", c, w.index.Digest)
+		}
+	}
 }
 
 // lockEntry is an entry of an ImagesLock as ferry writes it.
