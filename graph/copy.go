@@ -22,7 +22,9 @@ import (
 // CopyOptions tunes CopyToRepo. The zero value is imgpkg's default
 // behaviour, except that DestRepo is needed for lock output.
 type CopyOptions struct {
-	// Concurrency bounds the blobs and manifests in flight. <= 0 means 5.
+	// Concurrency bounds the large blobs (over 256 KiB) in flight;
+	// manifests, indexes and smaller blobs run at up to 4 times it, as
+	// their round trips rather than bandwidth set the time. <= 0 means 5.
 	Concurrency int
 	// IncludeNonDistributable copies non-distributable (foreign) layers too.
 	// By default they are skipped and OnWarning names them.
@@ -157,6 +159,7 @@ func newCopier(src Source, g *Graph, blobs content.Storage, opts CopyOptions) *c
 			repos:  newRepoCache(src),
 			owners: make(map[digest.Digest][]string),
 			wrap:   opts.WrapReader,
+			large:  newLimiter(opts.Concurrency),
 		},
 		byDigest: make(map[digest.Digest]*Node),
 		foreign:  make(map[digest.Digest][]ocispec.Descriptor),
@@ -229,12 +232,10 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 		MediaType: ocispec.MediaTypeImageIndex,
 		Digest:    digest.FromString("ferry virtual root\n" + ids.String()),
 	}
-	concurrency := c.opts.Concurrency
-	if concurrency <= 0 {
-		concurrency = defaultConcurrency
-	}
+	// Most nodes are small: oras-go runs many at once, and the router
+	// holds the large blobs to Concurrency (see router.large).
 	gopts := oras.CopyGraphOptions{
-		Concurrency: concurrency,
+		Concurrency: fanout(c.opts.Concurrency),
 		FindSuccessors: func(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 			if desc.Digest == root.Digest {
 				return nodes, nil
@@ -431,6 +432,9 @@ func (r *Result) BundleLock() (*lockfile.BundleLock, error) {
 type router struct {
 	repos *repoCache
 	wrap  func(desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser // may be nil
+	// large, when not nil, bounds the blobs over largeBlobBytes open at
+	// once: a slot is held from Fetch until the reader is closed.
+	large limiter
 
 	mu     sync.Mutex
 	owners map[digest.Digest][]string
@@ -471,8 +475,36 @@ func (r *router) ownersOf(d digest.Digest) []string {
 // Fetch opens the content from the first of its repositories that has it;
 // the reader fails at the end when size or digest do not match. The bytes
 // are hashed once: by the repository when it verifies what it serves (the
-// store, a layout; see contentVerifier), here otherwise.
+// store, a layout; see contentVerifier), here otherwise. A large blob waits
+// for a slot of r.large, held until the reader is closed.
 func (r *router) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	if r.large == nil || desc.Size <= largeBlobBytes {
+		return r.fetch(ctx, desc)
+	}
+	if err := r.large.acquire(ctx); err != nil {
+		return nil, err
+	}
+	rc, err := r.fetch(ctx, desc)
+	if err != nil {
+		r.large.release()
+		return nil, err
+	}
+	return &releasingReadCloser{ReadCloser: rc, release: sync.OnceFunc(r.large.release)}, nil
+}
+
+// releasingReadCloser calls release (once) when it is closed.
+type releasingReadCloser struct {
+	io.ReadCloser
+	release func()
+}
+
+func (rc *releasingReadCloser) Close() error {
+	defer rc.release()
+	return rc.ReadCloser.Close()
+}
+
+// fetch is Fetch without the limit on large blobs.
+func (r *router) fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	repos := r.ownersOf(desc.Digest)
 	if len(repos) == 0 {
 		return nil, fmt.Errorf("%s: no source repository known: %w", desc.Digest, errdef.ErrNotFound)

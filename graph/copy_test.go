@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -467,4 +468,57 @@ func TestCopyLockOutput(t *testing.T) {
 			t.Errorf("BundleLock err = %v", err)
 		}
 	})
+}
+
+func TestRouterLimitsLargeBlobs(t *testing.T) {
+	ctx := context.Background()
+	src := newTestSource()
+	st := src.store("src.io/app")
+	small := pushBlob(t, st, ocispec.MediaTypeImageLayer, bytes.Repeat([]byte("s"), 10))
+	var large []ocispec.Descriptor
+	for i := range 3 {
+		large = append(large, pushBlob(t, st, ocispec.MediaTypeImageLayer, bytes.Repeat([]byte{byte('a' + i)}, largeBlobBytes+1)))
+	}
+	r := &router{repos: newRepoCache(src), owners: map[digest.Digest][]string{}, large: newLimiter(2)}
+	for _, d := range append([]ocispec.Descriptor{small}, large...) {
+		r.own(d.Digest, "src.io/app")
+	}
+	open := func(desc ocispec.Descriptor, within time.Duration) (io.ReadCloser, error) {
+		ctx, cancel := context.WithTimeout(ctx, within)
+		defer cancel()
+		return r.Fetch(ctx, desc)
+	}
+	rc0, err := open(large[0], time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc1, err := open(large[1], time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both slots are held: a third large blob waits, a small one does not.
+	if _, err := open(large[2], 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("third large fetch: err = %v, want it to wait (DeadlineExceeded)", err)
+	}
+	rcSmall, err := open(small, time.Second)
+	if err != nil {
+		t.Fatalf("small fetch while large slots are held: %v", err)
+	}
+	rcSmall.Close()
+	// Closing twice frees one slot only once.
+	rc0.Close()
+	rc0.Close()
+	rc2, err := open(large[2], time.Second)
+	if err != nil {
+		t.Fatalf("large fetch after a close: %v", err)
+	}
+	if _, err := open(large[0], 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fetch with both slots held again: err = %v, want DeadlineExceeded", err)
+	}
+	got, err := io.ReadAll(rc2)
+	if err != nil || int64(len(got)) != large[2].Size {
+		t.Fatalf("read %d bytes, err %v; want %d", len(got), err, large[2].Size)
+	}
+	rc1.Close()
+	rc2.Close()
 }

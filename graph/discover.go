@@ -67,7 +67,9 @@ type DiscoverOptions struct {
 	// index child listed here is left out (Node.LeftOut, Absent set)
 	// without being read. Default none.
 	Absent []ocispec.Descriptor
-	// Concurrency bounds the registry requests in flight. <= 0 means 5.
+	// Concurrency sets the registry requests in flight: manifest reads
+	// are small, so up to 4 times Concurrency of them run at once. <= 0
+	// means 5.
 	Concurrency int
 	// OnImage, when not nil, is called once for every node after it was read
 	// (before a bundle's images are), for progress. Calls are serialized.
@@ -84,7 +86,7 @@ type DiscoverOptions struct {
 // Nested bundles are followed. A digest met twice is one node. Indexes are
 // nodes; their children are not, but their non-distributable layers are
 // recorded on the index node. Requests run concurrently, bounded by
-// opts.Concurrency.
+// 4 × opts.Concurrency.
 //
 // With opts.Platforms, each index keeps only the children of those
 // platforms (Node.LeftOut lists the others); with opts.RewriteIndexes,
@@ -99,7 +101,7 @@ func Discover(ctx context.Context, src Source, roots []RootSpec, opts DiscoverOp
 	d := &discoverer{
 		src:    src,
 		opts:   opts,
-		limit:  newLimiter(opts.Concurrency),
+		limit:  newLimiter(fanout(opts.Concurrency)),
 		nodes:  make(map[digest.Digest]*Node),
 		repos:  newRepoCache(src),
 		absent: make(map[digest.Digest]bool, len(opts.Absent)),

@@ -28,6 +28,27 @@ const maxMetadataBytes = 4 << 20
 // as imgpkg's --concurrency default.
 const defaultConcurrency = 5
 
+// metadataFanout multiplies the concurrency for requests that move little
+// data (manifest reads and existence checks while discovering, and the
+// copy's small blobs): with a distant registry their round trips, not
+// bandwidth, set the wall time. Large blobs stay at the concurrency itself
+// (see largeBlobBytes).
+const metadataFanout = 4
+
+// largeBlobBytes is the size above which a blob counts as large: a copy
+// streams at most Concurrency such blobs at once, while smaller content runs
+// at metadataFanout times that.
+const largeBlobBytes = 256 << 10
+
+// fanout returns the number of small requests allowed in flight for the
+// concurrency n (<= 0 means defaultConcurrency).
+func fanout(n int) int {
+	if n <= 0 {
+		n = defaultConcurrency
+	}
+	return n * metadataFanout
+}
+
 // Media types this package recognises beyond the OCI ones.
 const (
 	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"

@@ -17,7 +17,8 @@ import (
 // GatherOptions configure [Gather]. The zero value gathers with concurrency
 // 5 and leaves non-distributable layers out.
 type GatherOptions struct {
-	// Concurrency bounds the blobs in flight. <= 0 means 5.
+	// Concurrency bounds the large blobs (over 256 KiB) in flight;
+	// manifests and smaller blobs run at up to 4 times it. <= 0 means 5.
 	Concurrency int
 	// IncludeNonDistributable gathers non-distributable (foreign) layers too.
 	IncludeNonDistributable bool

@@ -170,6 +170,9 @@ func (s *Store) fetchThrough(ctx context.Context, remote orascontent.Fetcher, de
 		closeBody()
 		return f, err
 	}
+	if desc.Size <= smallBlobMax {
+		return s.fetchSmall(ctx, remote, desc, body)
+	}
 	var lock *ingestLock
 	if body != nil {
 		// Do not keep a response open while waiting: if another
@@ -190,9 +193,6 @@ func (s *Store) fetchThrough(ctx context.Context, remote orascontent.Fetcher, de
 		lock.release()
 		closeBody()
 		return f, err
-	}
-	if desc.Size <= smallBlobMax {
-		return s.fetchSmall(ctx, remote, desc, lock, body)
 	}
 	rc, err := s.download(ctx, remote, desc, lock, body)
 	if err != nil {

@@ -578,28 +578,35 @@ func (r refFetcher) FetchReference(ctx context.Context, reference string) (ocisp
 
 func TestCacheFetchReferenceStoresBody(t *testing.T) {
 	ctx := context.Background()
-	mem := memory.New()
-	blob, desc := randomBlob(t, 5000)
-	if err := mem.Push(ctx, desc, bytes.NewReader(blob)); err != nil {
-		t.Fatal(err)
-	}
-	if err := mem.Tag(ctx, desc, "v1"); err != nil {
-		t.Fatal(err)
-	}
+	const small, large = 5000, smallBlobMax + 1000
 	tests := []struct {
 		name       string
+		size       int
 		corrupt    bool
 		lockHeld   bool // another download holds the ingest lock
 		wantErr    error
 		wantStored bool
 	}{
-		{"stored while read", false, false, nil, true},
-		{"lock busy: read verified, not stored", false, true, nil, false},
-		{"lock busy: wrong bytes refused", true, true, ErrDigestMismatch, false},
-		{"wrong bytes refused", true, false, ErrDigestMismatch, false},
+		{"stored while read", small, false, false, nil, true},
+		{"large: stored while read", large, false, false, nil, true},
+		// Small blobs take no ingest lock: another download does not stop
+		// this one from storing the same verified bytes.
+		{"small, lock busy: stored all the same", small, false, true, nil, true},
+		{"large, lock busy: read verified, not stored", large, false, true, nil, false},
+		{"large, lock busy: wrong bytes refused", large, true, true, ErrDigestMismatch, false},
+		{"wrong bytes refused", small, true, false, ErrDigestMismatch, false},
+		{"large: wrong bytes refused", large, true, false, ErrDigestMismatch, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			mem := memory.New()
+			blob, desc := randomBlob(t, tt.size)
+			if err := mem.Push(ctx, desc, bytes.NewReader(blob)); err != nil {
+				t.Fatal(err)
+			}
+			if err := mem.Tag(ctx, desc, "v1"); err != nil {
+				t.Fatal(err)
+			}
 			s := openStore(t, t.TempDir())
 			if tt.lockHeld {
 				lock, err := openStore(t, s.Root()).lockIngest(ctx, desc.Digest)

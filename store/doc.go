@@ -20,8 +20,10 @@
 //	                           writing it again need not hash it
 //
 // Several goroutines and several processes may use one root at the same time:
-// writes of one digest are serialised by a file lock, and a process that needs
-// a blob another one is downloading waits for it and then reads it from disk.
+// writes of one large blob (over 256 KiB) are serialised by a file lock, and a
+// process that needs a blob another one is downloading waits for it and then
+// reads it from disk. Smaller blobs are written without the lock: each writer
+// renames a complete, verified copy of the same bytes into place.
 //
 // The package never prints. containerd's local store may log through
 // containerd/log (logrus) on its own, for instance a warning that fs-verity is

@@ -20,6 +20,11 @@ import (
 // milliseconds, most of a small blob's time; a small blob is instead
 // verified in memory, written to a temporary file, synced once and renamed
 // into place. A cut download of one is fetched again whole (it is small).
+//
+// Small blobs take no ingest lock either (creating and removing its lock
+// file cost as much system time as writing the blob): two writers of one
+// small blob, in one process or two, each rename a complete, verified copy
+// of the same bytes into place, so the last rename wins harmlessly.
 const smallBlobMax = 256 << 10
 
 // tmpDir holds, under the store's root, the temporary files of small blobs
@@ -39,13 +44,10 @@ type smallBlob struct {
 func (b *smallBlob) Close() error { return nil }
 
 // fetchSmall downloads the small blob desc from remote (or reads body, a
-// response already open at byte 0), verifies it and commits it; the caller
-// holds the ingest lock, which fetchSmall releases.
-func (s *Store) fetchSmall(ctx context.Context, remote orascontent.Fetcher, desc ocispec.Descriptor, lock *ingestLock, body io.ReadCloser) (io.ReadCloser, error) {
-	defer lock.release()
-	// A partial left by an ingest (an earlier version, or a blob once
-	// treated as large) is not worth resuming.
-	_ = s.cs.Abort(ctx, desc.Digest.String())
+// response already open at byte 0), verifies it and commits it, without the
+// ingest lock (see smallBlobMax). A partial an earlier version left for it
+// is not resumed; Prune removes it once stale.
+func (s *Store) fetchSmall(ctx context.Context, remote orascontent.Fetcher, desc ocispec.Descriptor, body io.ReadCloser) (io.ReadCloser, error) {
 	data, err := s.downloadSmall(ctx, remote, desc, body)
 	if err != nil {
 		return nil, err
@@ -105,8 +107,8 @@ type failedFetch struct{ err error }
 func (r failedFetch) Read([]byte) (int, error) { return 0, r.err }
 
 // writeSmall commits the verified data of desc: a temporary file under
-// tmp/, synced, made read-only and renamed to its blob path. The caller
-// holds the ingest lock.
+// tmp/, synced, made read-only and renamed to its blob path. It needs no
+// lock: the rename replaces a copy committed meanwhile with the same bytes.
 func (s *Store) writeSmall(desc ocispec.Descriptor, data []byte) (err error) {
 	target, err := s.blobPath(desc.Digest)
 	if err != nil {

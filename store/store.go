@@ -294,14 +294,14 @@ func (s *Store) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) 
 		// reading it to the end commits the blob.
 		return s.drain(ir)
 	}
+	if desc.Size <= smallBlobMax {
+		return s.pushSmall(ctx, desc, r)
+	}
 	lock, err := s.lockIngest(ctx, desc.Digest)
 	if err != nil {
 		return err
 	}
 	defer lock.release()
-	if desc.Size <= smallBlobMax {
-		return s.pushSmall(ctx, desc, r)
-	}
 	w, err := s.openWriter(ctx, desc)
 	if errors.Is(err, errdefs.ErrAlreadyExists) {
 		return nil
@@ -336,11 +336,9 @@ func (s *Store) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) 
 }
 
 // pushSmall is Push for a small blob (see smallBlobMax): read whole,
-// verified, written in one piece. The caller holds the ingest lock.
+// verified, written in one piece, without the ingest lock (see
+// smallBlobMax).
 func (s *Store) pushSmall(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
-	if ok, err := s.Exists(ctx, desc); err != nil || ok {
-		return err // committed while we waited for the lock
-	}
 	data, err := io.ReadAll(io.LimitReader(r, desc.Size+1))
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", desc.Digest, err)
