@@ -134,11 +134,22 @@ func findModuleDir() (string, error) {
 // module, parent of the e2e module).
 func SourceRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := findModuleDir()
+	dir, err := FindSourceRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Dir(dir)
+	return dir
+}
+
+// FindSourceRoot returns the root of the ferry checkout: the parent of the
+// e2e module, found by walking up from the working directory. It is
+// SourceRoot for programs (the bench) that have no testing.TB.
+func FindSourceRoot() (string, error) {
+	dir, err := findModuleDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(dir), nil
 }
 
 // Result is the outcome of one ferry run.

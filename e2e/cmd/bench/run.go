@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ferry-oci/ferry/e2e/harness"
 )
 
 // bench is the state of one bench run: binaries, registries, fixtures and
@@ -41,7 +43,7 @@ func (b *bench) logf(format string, args ...any) {
 // run runs the whole bench: setup, rounds, report. The table goes to
 // stdout, progress to stderr.
 func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) {
-	root, err := findRoot()
+	root, err := harness.FindSourceRoot()
 	if err != nil {
 		return err
 	}

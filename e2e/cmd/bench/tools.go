@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,26 +19,6 @@ const (
 	toolRegctl = "regctl"
 	toolSkopeo = "skopeo"
 )
-
-// findRoot walks up from the working directory to the root of the ferry
-// checkout (the directory whose go.mod declares github.com/ferry-oci/ferry).
-func findRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/ferry-oci/ferry\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the bench inside the ferry checkout (no go.mod of github.com/ferry-oci/ferry above the working directory)")
-		}
-		dir = parent
-	}
-}
 
 // goBuild runs `go build -o out pkg` in dir (plain build: no -race).
 func goBuild(ctx context.Context, dir, out, pkg string) error {
