@@ -171,6 +171,21 @@ func (s *Store) fetchThrough(ctx context.Context, remote orascontent.Fetcher, de
 		return f, err
 	}
 	if desc.Size <= smallBlobMax {
+		// Small blobs skip the cross-process ingest lock, but within this
+		// process one download per digest is enough: a second caller
+		// waits for the first, then reads the committed blob. A caller
+		// with a response already open does not wait (it reads that).
+		release, waited, err := s.claimSmall(ctx, desc.Digest, body == nil)
+		if err != nil {
+			closeBody()
+			return nil, err
+		}
+		defer release()
+		if waited {
+			if f, err := s.openBlob(desc); err == nil || !errors.Is(err, ErrNotFound) {
+				return f, err
+			}
+		}
 		return s.fetchSmall(ctx, remote, desc, body)
 	}
 	var lock *ingestLock
@@ -363,3 +378,39 @@ func (r *verifyingReader) Read(p []byte) (int, error) {
 }
 
 func (r *verifyingReader) Close() error { return r.body.Close() }
+
+// claimSmall makes the caller the one download of small blob d in this
+// process. When another download of d is in flight and wait is true, it
+// waits for that one to end first (waited reports it); when wait is false
+// it does not wait and claims nothing. release must be called once the
+// caller's download has ended.
+func (s *Store) claimSmall(ctx context.Context, d digest.Digest, wait bool) (release func(), waited bool, err error) {
+	for {
+		s.smallMu.Lock()
+		ch, busy := s.smallInFlight[d]
+		if !busy {
+			if s.smallInFlight == nil {
+				s.smallInFlight = make(map[digest.Digest]chan struct{})
+			}
+			mine := make(chan struct{})
+			s.smallInFlight[d] = mine
+			s.smallMu.Unlock()
+			return func() {
+				s.smallMu.Lock()
+				delete(s.smallInFlight, d)
+				s.smallMu.Unlock()
+				close(mine)
+			}, waited, nil
+		}
+		s.smallMu.Unlock()
+		if !wait {
+			return func() {}, false, nil
+		}
+		select {
+		case <-ch:
+			waited = true
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+}

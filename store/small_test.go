@@ -140,3 +140,40 @@ func TestPruneRemovesStaleTemps(t *testing.T) {
 		t.Errorf("a fresh temporary file (a writer may hold it) was removed: %v", err)
 	}
 }
+
+// TestSmallBlobOneDownloadPerProcess: callers fetching the same small blob
+// at once share one download (the others wait for it and read the committed
+// blob), so the source serves its bytes once.
+func TestSmallBlobOneDownloadPerProcess(t *testing.T) {
+	ctx := context.Background()
+	blob, desc := randomBlob(t, 200<<10) // 7 chunks of 32 KiB: the first download is still running when the others ask
+	srv := newBlobServer(t, blob)
+	srv.set(func(b *blobServer) { b.chunkDelay = 20 * time.Millisecond })
+	s := openStore(t, t.TempDir())
+	c := s.Cache(srv.repo(t))
+	const callers = 8
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			rc, err := c.Fetch(ctx, desc)
+			if err != nil {
+				errs <- err
+				return
+			}
+			got, err := readAll(rc)
+			if err == nil && !bytes.Equal(got, blob) {
+				err = errors.New("wrong content")
+			}
+			errs <- err
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if gets, _, body, _ := srv.stats(); gets != 1 || body != int64(len(blob)) {
+		t.Errorf("%d GETs, %d body bytes: want 1 GET of %d bytes", gets, body, len(blob))
+	}
+	mustVerifyClean(t, s)
+}

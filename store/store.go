@@ -67,6 +67,9 @@ type Store struct {
 
 	refMu   sync.Mutex
 	refCaps map[string]*hostReferrers // by registry host: its referrers API, once known
+
+	smallMu       sync.Mutex
+	smallInFlight map[digest.Digest]chan struct{} // small blobs being downloaded by this process
 }
 
 // Statically pin what the store satisfies.
