@@ -67,13 +67,6 @@ func (c *copier) tag(ctx context.Context, jobs []tagJob) error {
 	})
 }
 
-// ensureTag tags desc unless tag already points at it: a HEAD, then the
-// destination's own Tag (for a registry, a GET and a PUT of the manifest).
-// pushTag does the same with fewer requests when the copy pushed desc.
-func ensureTag(ctx context.Context, dst oras.Target, desc ocispec.Descriptor, tag string) error {
-	return pushTag(ctx, dst, nil, desc, tag)
-}
-
 // pushTag tags desc in dst. When up (may be nil) pushed the manifest in
 // this copy, tag cannot point at it yet: it is not asked for first.
 // Otherwise it is, and a tag already pointing at desc is left alone, so a
@@ -103,8 +96,8 @@ func pushTag(ctx context.Context, dst oras.Target, up *retryingStorage, desc oci
 	return putTag(ctx, dst, desc, body, tag)
 }
 
-// ensureTagBytes is ensureTag for a manifest whose bytes are in hand: a
-// HEAD and, unless tag points at desc already, one PUT.
+// ensureTagBytes tags desc, whose manifest bytes are in hand, unless tag
+// points at it already: a HEAD and, when needed, one PUT.
 func ensureTagBytes(ctx context.Context, dst oras.Target, desc ocispec.Descriptor, body []byte, tag string) error {
 	if cur, err := dst.Resolve(ctx, tag); err == nil && cur.Digest == desc.Digest {
 		return nil

@@ -149,7 +149,6 @@ type rawEntry struct {
 	typ      byte
 	body     []byte
 	linkname string
-	size     int64 // header size when body is nil and size > 0 (no body written)
 }
 
 // writeRawTar writes entries as a tar file; nothing is checked.

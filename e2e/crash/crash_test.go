@@ -227,11 +227,6 @@ func isBlobGetOf(d digest.Digest) func(*http.Request) bool {
 		return harness.IsBlobGet(r) && strings.HasSuffix(r.URL.Path, "/"+d.String())
 	}
 }
-func isUploadPutOf(d digest.Digest) func(*http.Request) bool {
-	return func(r *http.Request) bool {
-		return r.Method == http.MethodPut && harness.ClassOf(r) == harness.ClassUpload && strings.Contains(r.URL.RawQuery, d.Encoded())
-	}
-}
 
 func TestCrashMatrix(t *testing.T) {
 	ctx := t.Context()

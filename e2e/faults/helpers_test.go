@@ -334,11 +334,6 @@ func isRead(r *http.Request) bool {
 	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && (c == harness.ClassManifest || c == harness.ClassBlob)
 }
 
-// isUploadStep matches the requests of a blob upload: POST to start, PUT to finish.
-func isUploadStep(r *http.Request) bool {
-	return harness.ClassOf(r) == harness.ClassUpload && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch)
-}
-
 // isManifestPut matches PUT of a manifest (or a tag).
 func isManifestPut(r *http.Request) bool {
 	return r.Method == http.MethodPut && harness.ClassOf(r) == harness.ClassManifest

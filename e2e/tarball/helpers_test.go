@@ -100,9 +100,8 @@ func stderrLine(res harness.Result, parts ...string) bool {
 
 // tarFile is one entry of a tar read whole into memory.
 type tarFile struct {
-	hdr    tar.Header
-	body   []byte
-	offset int64 // of the body in the file
+	hdr  tar.Header
+	body []byte
 }
 
 // writeTar writes entries as a tar file at path.
