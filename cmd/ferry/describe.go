@@ -401,20 +401,7 @@ func (p *treePrinter) node(n *graph.Node, subject digest.Digest, prefix, branch,
 	p.seen[n] = true
 	p.printf("%s%s%s\n", prefix, branch, line)
 
-	type item func(prefix, branch, childPrefix string)
-	var items []item
-	if p.layers {
-		for _, l := range m.Layers {
-			items = append(items, func(prefix, branch, _ string) {
-				p.printf("%s%slayer %s  %s\n", prefix, branch, l.Digest, humanBytes(l.Size))
-			})
-		}
-	}
-	for _, c := range m.Children {
-		items = append(items, func(prefix, branch, childPrefix string) {
-			p.child(c, prefix, branch, childPrefix)
-		})
-	}
+	items := p.manifestItems(m)
 	for _, a := range slices.Concat(n.Signatures, n.Referrers) {
 		items = append(items, func(prefix, branch, childPrefix string) {
 			p.node(a, n.Desc.Digest, prefix, branch, childPrefix)
@@ -425,9 +412,7 @@ func (p *treePrinter) node(n *graph.Node, subject digest.Digest, prefix, branch,
 			p.node(c, "", prefix, branch, childPrefix)
 		})
 	}
-	p.items(prefix+childPrefix, len(items), func(i int, prefix, branch, childPrefix string) {
-		items[i](prefix, branch, childPrefix)
-	})
+	p.items(prefix+childPrefix, items)
 }
 
 // child prints an entry of an index and, for a nested index, its entries.
@@ -440,30 +425,39 @@ func (p *treePrinter) child(c *graph.Manifest, prefix, branch, childPrefix strin
 		label = "manifest"
 	}
 	p.printf("%s%s%s %s  %s\n", prefix, branch, label, c.Desc.Digest, humanBytes(c.Size))
-	n := len(c.Children)
-	if p.layers {
-		n += len(c.Layers)
-	}
-	p.items(prefix+childPrefix, n, func(i int, prefix, branch, childPrefix string) {
-		if p.layers && i < len(c.Layers) {
-			l := c.Layers[i]
-			p.printf("%s%slayer %s  %s\n", prefix, branch, l.Digest, humanBytes(l.Size))
-			return
-		}
-		if p.layers {
-			i -= len(c.Layers)
-		}
-		p.child(c.Children[i], prefix, branch, childPrefix)
-	})
+	p.items(prefix+childPrefix, p.manifestItems(c))
 }
 
-// items draws the branches of n children under prefix.
-func (p *treePrinter) items(prefix string, n int, draw func(i int, prefix, branch, childPrefix string)) {
-	for i := range n {
-		if i == n-1 {
-			draw(i, prefix, "└── ", "    ")
+// treeItem prints one entry of a subtree after prefix+branch, and its own
+// subtree with childPrefix.
+type treeItem func(prefix, branch, childPrefix string)
+
+// manifestItems lists the entries under manifest m: its layers (with
+// --layers), then the entries of an index.
+func (p *treePrinter) manifestItems(m *graph.Manifest) []treeItem {
+	var items []treeItem
+	if p.layers {
+		for _, l := range m.Layers {
+			items = append(items, func(prefix, branch, _ string) {
+				p.printf("%s%slayer %s  %s\n", prefix, branch, l.Digest, humanBytes(l.Size))
+			})
+		}
+	}
+	for _, c := range m.Children {
+		items = append(items, func(prefix, branch, childPrefix string) {
+			p.child(c, prefix, branch, childPrefix)
+		})
+	}
+	return items
+}
+
+// items prints items under prefix, each on its branch of the tree.
+func (p *treePrinter) items(prefix string, items []treeItem) {
+	for i, draw := range items {
+		if i == len(items)-1 {
+			draw(prefix, "└── ", "    ")
 		} else {
-			draw(i, prefix, "├── ", "│   ")
+			draw(prefix, "├── ", "│   ")
 		}
 	}
 }

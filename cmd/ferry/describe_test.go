@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -198,16 +199,33 @@ func newDescribeWorld(t *testing.T) *describeWorld {
 	}
 	w.o = putBundle(t, w.src.store("reg.io/outer"), []string{w.aRef, w.innerRef, w.bRef, "old.io/multi@" + w.idx.Digest.String()}, "v1")
 	w.ref = "reg.io/outer:v1"
+	w.d = describeBundle(t, w.src, w.ref, graph.DiscoverOptions{CosignSignatures: true})
+	return w
+}
 
+// describeBundle discovers the bundle ref in src with opts and describes it.
+func describeBundle(t *testing.T, src *memSource, ref string, opts graph.DiscoverOptions) *graph.Description {
+	t.Helper()
 	ctx := context.Background()
-	g, err := graph.Discover(ctx, w.src, []graph.RootSpec{{Ref: w.ref, Kind: graph.RootBundle}}, graph.DiscoverOptions{CosignSignatures: true})
+	g, err := graph.Discover(ctx, src, []graph.RootSpec{{Ref: ref, Kind: graph.RootBundle}}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.d, err = graph.Describe(ctx, w.src, g, graph.DescribeOptions{}); err != nil {
+	d, err := graph.Describe(ctx, src, g, graph.DescribeOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return w
+	return d
+}
+
+// describeTree returns the text output for d.
+func describeTree(t *testing.T, d *graph.Description, withLayers bool) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := writeDescribeTree(&out, d, withLayers); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
 }
 
 // copyTo copies an image manifest and its blobs between stores.
@@ -249,10 +267,7 @@ func (w *describeWorld) total(d digest.Digest) string {
 
 func TestDescribeTree(t *testing.T) {
 	w := newDescribeWorld(t)
-	var out bytes.Buffer
-	if err := writeDescribeTree(&out, w.d, false); err != nil {
-		t.Fatal(err)
-	}
+	out := describeTree(t, w.d, false)
 	total, blobs := w.d.GraphTotal()
 	sigTag := "sha256-" + w.a.Digest.Encoded() + ".sig"
 	want := strings.Join([]string{
@@ -270,22 +285,19 @@ func TestDescribeTree(t *testing.T) {
 		"    └── linux/arm64/v8 " + w.arm.Digest.String() + "  " + w.size(w.arm.Digest),
 		"",
 	}, "\n")
-	if out.String() != want {
-		t.Errorf("tree:\n%s\nwant:\n%s", out.String(), want)
+	if out != want {
+		t.Errorf("tree:\n%s\nwant:\n%s", out, want)
 	}
 
 	// --layers adds the layers under each image and index child.
-	out.Reset()
-	if err := writeDescribeTree(&out, w.d, true); err != nil {
-		t.Fatal(err)
-	}
+	out = describeTree(t, w.d, true)
 	for _, line := range []string{
 		"│   ├── layer " + digest.FromString("layer of a").String() + "  10 B",
 		"│   └── signature reg.io/app-a@",
 		"    │   └── layer " + digest.FromString("amd64").String() + "  5 B",
 	} {
-		if !strings.Contains(out.String(), "\n"+line) {
-			t.Errorf("tree with layers lacks %q:\n%s", line, out.String())
+		if !strings.Contains(out, "\n"+line) {
+			t.Errorf("tree with layers lacks %q:\n%s", line, out)
 		}
 	}
 }
@@ -293,24 +305,14 @@ func TestDescribeTree(t *testing.T) {
 func TestDescribeTreeWithoutSignatures(t *testing.T) {
 	// A root given by digest, signatures not looked up (--cosign-artifacts=false).
 	w := newDescribeWorld(t)
-	g, err := graph.Discover(context.Background(), w.src, []graph.RootSpec{{Ref: "reg.io/outer@" + w.o.Digest.String(), Kind: graph.RootBundle}}, graph.DiscoverOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := graph.Describe(context.Background(), w.src, g, graph.DescribeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := writeDescribeTree(&out, d, false); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(out.String(), "\n")
+	d := describeBundle(t, w.src, "reg.io/outer@"+w.o.Digest.String(), graph.DiscoverOptions{})
+	out := describeTree(t, d, false)
+	lines := strings.Split(out, "\n")
 	if !strings.HasPrefix(lines[3], "bundle reg.io/outer@") || strings.Contains(lines[3], "origin") {
 		t.Errorf("root line %q", lines[3])
 	}
-	if strings.Contains(out.String(), "signature") {
-		t.Errorf("signatures shown although not looked up:\n%s", out.String())
+	if strings.Contains(out, "signature") {
+		t.Errorf("signatures shown although not looked up:\n%s", out)
 	}
 }
 
@@ -421,26 +423,15 @@ func TestDescribeReferrers(t *testing.T) {
 	aRef, idxRef := "reg.io/app@"+a.Digest.String(), "reg.io/app@"+index.Digest.String()
 	b := putBundle(t, st, []string{aRef, idxRef}, "v1")
 
-	ctx := context.Background()
-	g, err := graph.Discover(ctx, src, []graph.RootSpec{{Ref: "reg.io/app:v1", Kind: graph.RootBundle}}, graph.DiscoverOptions{Referrers: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := graph.Describe(ctx, src, g, graph.DescribeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := writeDescribeTree(&out, d, false); err != nil {
-		t.Fatal(err)
-	}
+	d := describeBundle(t, src, "reg.io/app:v1", graph.DiscoverOptions{Referrers: true})
+	out := describeTree(t, d, false)
 	size := func(n *graph.Node) string { return humanBytes(d.Manifest(n).Size) }
-	root := g.Roots[0]
+	root := d.Graph.Roots[0]
 	an, in := root.Images[0], root.Images[1]
 	if len(an.Referrers) != 1 || len(in.Referrers) != 1 {
 		t.Fatalf("referrers found: %d of A, %d of the index", len(an.Referrers), len(in.Referrers))
 	}
-	tree := lines(out.String())[3:]
+	tree := lines(out)[3:]
 	want := []string{
 		"bundle reg.io/app@" + b.Digest.String() + "  " + size(root) + " (total ",
 		"├── image " + aRef + "  " + size(an),
@@ -450,7 +441,7 @@ func TestDescribeReferrers(t *testing.T) {
 		"    └── referrer reg.io/app@" + att.Digest.String() + " (application/vnd.example.attestation+json, of " + child.Digest.String() + ")  " + size(in.Referrers[0]),
 	}
 	if len(tree) != len(want) {
-		t.Fatalf("tree:\n%s", out.String())
+		t.Fatalf("tree:\n%s", out)
 	}
 	for i := range want {
 		if !strings.HasPrefix(tree[i], want[i]) {
@@ -474,6 +465,57 @@ func TestDescribeReferrers(t *testing.T) {
 	}
 	if len(doc.Content.Images) != 4 {
 		t.Errorf("%d images, want A, the index and 2 referrers", len(doc.Content.Images))
+	}
+}
+
+// TestDescribeTreeNestedIndexLayers: with --layers, every manifest lists
+// its layers before its other entries: an index child's, those under an
+// index nested in an index, and a referrer's (listed after the index's
+// entries).
+func TestDescribeTreeNestedIndexLayers(t *testing.T) {
+	src := &memSource{referrers: true}
+	st := src.store("reg.io/app")
+	amd := putImage(t, st, nil, [][]byte{[]byte("amd64"), []byte("amd64 too")})
+	amd.Platform = &ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	arm := putImage(t, st, nil, [][]byte{[]byte("arm")})
+	innerIdx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{arm}}
+	innerIdx.SchemaVersion = 2
+	inner := putManifest(t, st, ocispec.MediaTypeImageIndex, innerIdx)
+	inner.Platform = &ocispec.Platform{OS: "linux", Architecture: "arm"}
+	outerIdx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{amd, inner}}
+	outerIdx.SchemaVersion = 2
+	index := putManifest(t, st, ocispec.MediaTypeImageIndex, outerIdx)
+	att := putReferrer(t, st, "application/vnd.example.attestation+json", amd, "attestation")
+	idxRef := "reg.io/app@" + index.Digest.String()
+	b := putBundle(t, st, []string{idxRef}, "v1")
+
+	d := describeBundle(t, src, "reg.io/app:v1", graph.DiscoverOptions{Referrers: true})
+	root := d.Graph.Roots[0]
+	in := root.Images[0]
+	if len(in.Referrers) != 1 || len(d.Manifest(in).Children) != 2 || len(d.Manifest(root).Layers) != 1 {
+		t.Fatalf("graph: %d referrers of the index, %d index entries, %d bundle layers", len(in.Referrers), len(d.Manifest(in).Children), len(d.Manifest(root).Layers))
+	}
+	entries := d.Manifest(in).Children
+	layer := func(content string) string {
+		return "layer " + digest.FromString(content).String() + "  " + humanBytes(int64(len(content)))
+	}
+	total, blobs := d.Total(root)
+	bundleLayer := d.Manifest(root).Layers[0]
+	want := []string{
+		"bundle reg.io/app@" + b.Digest.String() + "  " + humanBytes(d.Manifest(root).Size) + fmt.Sprintf(" (total %s in %d blobs)", humanBytes(total), blobs),
+		"├── layer " + bundleLayer.Digest.String() + "  " + humanBytes(bundleLayer.Size),
+		"└── index " + idxRef + "  " + humanBytes(d.Manifest(in).Size),
+		"    ├── linux/amd64 " + amd.Digest.String() + "  " + humanBytes(entries[0].Size),
+		"    │   ├── " + layer("amd64"),
+		"    │   └── " + layer("amd64 too"),
+		"    ├── index linux/arm " + inner.Digest.String() + "  " + humanBytes(entries[1].Size),
+		"    │   └── manifest " + arm.Digest.String() + "  " + humanBytes(entries[1].Children[0].Size),
+		"    │       └── " + layer("arm"),
+		"    └── referrer reg.io/app@" + att.Digest.String() + " (application/vnd.example.attestation+json, of " + amd.Digest.String() + ")  " + humanBytes(d.Manifest(in.Referrers[0]).Size),
+		"        └── " + layer("attestation"),
+	}
+	if got := lines(describeTree(t, d, true))[3:]; !slices.Equal(got, want) {
+		t.Errorf("tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

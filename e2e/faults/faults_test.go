@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,16 +32,9 @@ func TestToRepoUnderFaults(t *testing.T) {
 
 	srcMix := newMixer(101, 14, 0.6, isRead, f.sizes, readFaults...)
 	dstReads := newMixer(102, 6, 0.5, isRead, f.sizes, fReset, f500, f502, f503, f429NoAfter)
-	dstWrites := newMixer(103, 6, 0.5, func(r *http.Request) bool {
-		return (r.Method == http.MethodPost && harness.ClassOf(r) == harness.ClassUpload) || isManifestPut(r)
-	}, f.sizes, writeFaults...)
+	dstWrites := newMixer(103, 6, 0.5, isWrite, f.sizes, writeFaults...)
 	w.srcProxy.SetFault(srcMix.hook)
-	w.dstProxy.SetFault(func(r *http.Request) harness.Fault {
-		if fault := dstReads.hook(r); fault.Kind != harness.FaultNone {
-			return fault
-		}
-		return dstWrites.hook(r)
-	})
+	w.dstProxy.SetFault(firstFault(dstReads.hook, dstWrites.hook))
 	w.ferryOK(t, "copy", "-b", f.ref, "--to-repo", w.dstProxy.Ref("apps/bundle"))
 	t.Logf("source faults: %d (%s); destination faults: reads %d (%s), writes %d (%s)",
 		srcMix.total(), srcMix, dstReads.total(), dstReads, dstWrites.total(), dstWrites)
@@ -95,15 +87,8 @@ func TestFromTarUnderFaults(t *testing.T) {
 	w.ferryOK(t, "copy", "-b", f.ref, "--to-tar", tarPath)
 
 	reads := newMixer(301, 8, 0.6, isRead, f.sizes, fReset, f500, f502, f503, f503After, f429)
-	writes := newMixer(302, 8, 0.6, func(r *http.Request) bool {
-		return (r.Method == http.MethodPost && harness.ClassOf(r) == harness.ClassUpload) || isManifestPut(r)
-	}, f.sizes, writeFaults...)
-	w.dstProxy.SetFault(func(r *http.Request) harness.Fault {
-		if fault := reads.hook(r); fault.Kind != harness.FaultNone {
-			return fault
-		}
-		return writes.hook(r)
-	})
+	writes := newMixer(302, 8, 0.6, isWrite, f.sizes, writeFaults...)
+	w.dstProxy.SetFault(firstFault(reads.hook, writes.hook))
 	w.ferryOK(t, "copy", "--tar", tarPath, "--to-repo", w.dstProxy.Ref("apps/bundle"))
 	t.Logf("destination faults: reads %d (%s), writes %d (%s)", reads.total(), reads, writes.total(), writes)
 	if reads.total()+writes.total() < 6 {
@@ -160,9 +145,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	isBundleTag := func(r *http.Request) bool {
 		return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/src/bundle/manifests/v1")
 	}
-	isBigGet := func(r *http.Request) bool {
-		return r.Method == http.MethodGet && blobDigest(r.URL.Path) == f.big.Digest
-	}
+	isBigGet := isBlobGetOf(f.big.Digest)
 	tagHook := harness.FaultFirst(1, isBundleTag, harness.RespondStatus(http.StatusTooManyRequests, http.Header{"Retry-After": {"2"}}))
 	var bigDone atomic.Bool
 	bigHook := func(r *http.Request) harness.Fault {
@@ -173,12 +156,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 		date := time.Now().Add(3 * time.Second).UTC().Format(http.TimeFormat)
 		return harness.RespondStatus(http.StatusServiceUnavailable, http.Header{"Retry-After": {date}})
 	}
-	w.srcProxy.SetFault(func(r *http.Request) harness.Fault {
-		if fault := tagHook(r); fault.Kind != harness.FaultNone {
-			return fault
-		}
-		return bigHook(r)
-	})
+	w.srcProxy.SetFault(firstFault(tagHook, bigHook))
 	w.ferryOK(t, "copy", "-b", f.ref, "--to-repo", w.dst.Ref("apps/bundle"))
 	s := w.srcProxy.Stats()
 	for _, c := range []struct {
@@ -231,10 +209,7 @@ func TestResumeFromByteReached(t *testing.T) {
 			w := newWorld(t)
 			f := newFixture(ctx, t, w, 16)
 			half := f.big.Size / 2
-			isBigGet := func(r *http.Request) bool {
-				return r.Method == http.MethodGet && blobDigest(r.URL.Path) == f.big.Digest
-			}
-			w.srcProxy.SetFault(harness.FaultFirst(1, isBigGet, c.fault(f.big.Size)))
+			w.srcProxy.SetFault(harness.FaultFirst(1, isBlobGetOf(f.big.Digest), c.fault(f.big.Size)))
 			w.ferryOK(t, "copy", "-b", f.ref, "--to-repo", w.dst.Ref("apps/bundle"))
 			s := w.srcProxy.Stats()
 			starts := rangeStarts(s, f.big.Digest)
@@ -266,15 +241,8 @@ func TestRetryBudgetExhausted(t *testing.T) {
 	ctx := t.Context()
 	w := newWorld(t)
 	f := newFixture(ctx, t, w, 17)
-	isBigGet := func(r *http.Request) bool {
-		return r.Method == http.MethodGet && blobDigest(r.URL.Path) == f.big.Digest
-	}
-	always503 := func(r *http.Request) harness.Fault {
-		if isBigGet(r) {
-			return harness.RespondStatus(http.StatusServiceUnavailable, nil)
-		}
-		return harness.Fault{}
-	}
+	// One fault, cycled: every GET of the layer is refused.
+	always503 := harness.FaultCycle(isBlobGetOf(f.big.Digest), harness.RespondStatus(http.StatusServiceUnavailable, nil))
 
 	t.Run("to repo", func(t *testing.T) {
 		w.srcProxy.Reset()
@@ -289,10 +257,7 @@ func TestRetryBudgetExhausted(t *testing.T) {
 	})
 	t.Run("to tar", func(t *testing.T) {
 		w.srcProxy.SetFault(always503)
-		tarPath := filepath.Join(w.work, "out", "bundle.tar")
-		if err := os.MkdirAll(filepath.Dir(tarPath), 0o755); err != nil {
-			t.Fatal(err)
-		}
+		tarPath := w.outTar(t)
 		res := w.ferry(t, "copy", "-b", f.ref, "--to-tar", tarPath, "--registry-retry-count", "1")
 		checkFailure(t, res, w.srcProxy.Host, f.big.Digest.String())
 		checkNoTar(t, tarPath)
@@ -302,12 +267,7 @@ func TestRetryBudgetExhausted(t *testing.T) {
 		w.srcProxy.SetFault(nil)
 		tarPath := filepath.Join(w.work, "good.tar")
 		w.ferryOK(t, "copy", "-b", f.ref, "--to-tar", tarPath)
-		w.dstProxy.SetFault(func(r *http.Request) harness.Fault {
-			if isManifestPut(r) {
-				return harness.RespondStatus(http.StatusServiceUnavailable, nil)
-			}
-			return harness.Fault{}
-		})
+		w.dstProxy.SetFault(harness.FaultCycle(isManifestPut, harness.RespondStatus(http.StatusServiceUnavailable, nil)))
 		res := w.ferry(t, "copy", "--tar", tarPath, "--to-repo", w.dstProxy.Ref("apps/from-tar"), "--registry-retry-count", "1")
 		checkFailure(t, res, w.dstProxy.Host, "sha256:")
 		w.checkNoTagOnly(ctx, t, "apps/from-tar")
@@ -348,15 +308,6 @@ func checkFailure(t *testing.T, res harness.Result, want ...string) {
 	}
 }
 
-// checkNoTagOnly checks that repo on the destination has no tag v1.
-func (w *world) checkNoTagOnly(ctx context.Context, t *testing.T, repo string) {
-	t.Helper()
-	r := w.dst.Repository(t, repo)
-	if desc, err := r.Resolve(ctx, "v1"); err == nil {
-		t.Errorf("destination %s:v1 exists (%s) after a failed copy", repo, desc.Digest)
-	}
-}
-
 // A blob whose bytes are wrong (one byte flipped by the network) is never
 // accepted: the copy fails naming the digest, the store does not keep it,
 // the destination gets neither the blob nor the tag, no tarball is left;
@@ -366,9 +317,7 @@ func TestWrongBytesNeverAccepted(t *testing.T) {
 	ctx := t.Context()
 	w := newWorld(t)
 	f := newFixture(ctx, t, w, 18)
-	isBigGet := func(r *http.Request) bool {
-		return r.Method == http.MethodGet && blobDigest(r.URL.Path) == f.big.Digest
-	}
+	isBigGet := isBlobGetOf(f.big.Digest)
 
 	t.Run("to repo", func(t *testing.T) {
 		w.srcProxy.SetFault(harness.FaultFirst(1, isBigGet, harness.CorruptAt(f.big.Size/2)))
@@ -395,10 +344,7 @@ func TestWrongBytesNeverAccepted(t *testing.T) {
 	t.Run("to tar", func(t *testing.T) {
 		fresh := []string{"FERRY_STORE=" + filepath.Join(w.work, "store-tar")}
 		w.srcProxy.SetFault(harness.FaultFirst(1, isBigGet, harness.CorruptAt(f.big.Size-1)))
-		tarPath := filepath.Join(w.work, "out", "bundle.tar")
-		if err := os.MkdirAll(filepath.Dir(tarPath), 0o755); err != nil {
-			t.Fatal(err)
-		}
+		tarPath := w.outTar(t)
 		res := harness.Run(t, fresh, "copy", "-b", f.ref, "--to-tar", tarPath)
 		checkFailure(t, res, f.big.Digest.String())
 		checkNoTar(t, tarPath)

@@ -133,12 +133,17 @@ func (w *world) checkDest(ctx context.Context, t *testing.T, repo string, f fixt
 // blob d is absent: a failed copy published nothing.
 func (w *world) checkNoTag(ctx context.Context, t *testing.T, repo string, d ocispec.Descriptor) {
 	t.Helper()
-	r := w.dst.Repository(t, repo)
-	if desc, err := r.Resolve(ctx, "v1"); err == nil {
-		t.Errorf("destination %s:v1 exists (%s) after a failed copy", repo, desc.Digest)
-	}
-	if ok, err := r.Blobs().Exists(ctx, d); err != nil || ok {
+	w.checkNoTagOnly(ctx, t, repo)
+	if ok, err := w.dst.Repository(t, repo).Blobs().Exists(ctx, d); err != nil || ok {
 		t.Errorf("destination %s has blob %s after a failed copy (exists %v, err %v)", repo, d.Digest, ok, err)
+	}
+}
+
+// checkNoTagOnly checks that repo on the destination has no tag v1.
+func (w *world) checkNoTagOnly(ctx context.Context, t *testing.T, repo string) {
+	t.Helper()
+	if desc, err := w.dst.Repository(t, repo).Resolve(ctx, "v1"); err == nil {
+		t.Errorf("destination %s:v1 exists (%s) after a failed copy", repo, desc.Digest)
 	}
 }
 
@@ -186,6 +191,17 @@ func verifyTar(ctx context.Context, t *testing.T, path string) {
 	}
 }
 
+// outTar returns the path of bundle.tar in a new directory out in the
+// work directory, so that checkNoTar sees only what a copy left there.
+func (w *world) outTar(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(w.work, "out", "bundle.tar")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // checkNoTar checks that neither path nor a temporary file for it exists.
 func checkNoTar(t *testing.T, path string) {
 	t.Helper()
@@ -210,6 +226,13 @@ func blobDigest(path string) digest.Digest {
 		return ""
 	}
 	return digest.Digest(path[i+len("/blobs/"):])
+}
+
+// isBlobGetOf matches the GET requests of blob d.
+func isBlobGetOf(d digest.Digest) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		return r.Method == http.MethodGet && blobDigest(r.URL.Path) == d
+	}
 }
 
 // mixer injects a seeded mix of faults: each request it matches gets, with
@@ -337,6 +360,26 @@ func isRead(r *http.Request) bool {
 // isManifestPut matches PUT of a manifest (or a tag).
 func isManifestPut(r *http.Request) bool {
 	return r.Method == http.MethodPut && harness.ClassOf(r) == harness.ClassManifest
+}
+
+// isWrite matches the requests that write to a registry and that a
+// registry may refuse with 429 or 503 before processing them: the POST that
+// opens a blob upload and the PUT of a manifest (or a tag).
+func isWrite(r *http.Request) bool {
+	return (r.Method == http.MethodPost && harness.ClassOf(r) == harness.ClassUpload) || isManifestPut(r)
+}
+
+// firstFault returns a fault hook that asks hooks in turn and injects the
+// first fault one of them returns.
+func firstFault(hooks ...func(*http.Request) harness.Fault) func(*http.Request) harness.Fault {
+	return func(r *http.Request) harness.Fault {
+		for _, h := range hooks {
+			if fault := h(r); fault.Kind != harness.FaultNone {
+				return fault
+			}
+		}
+		return harness.Fault{}
+	}
 }
 
 // tally adds up the faults a proxy log recorded, by kind.

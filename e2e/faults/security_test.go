@@ -33,6 +33,24 @@ func checkNoSecrets(t *testing.T, res harness.Result, secrets ...string) {
 	}
 }
 
+// checkDebugLog fails the test for each of want that the run's stderr (its
+// --debug log) lacks.
+func checkDebugLog(t *testing.T, res harness.Result, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(res.Stderr, w) {
+			t.Errorf("debug log lacks %q", w)
+		}
+	}
+}
+
+// storeEnv returns FERRY_STORE naming a store in a new temporary
+// directory, followed by env.
+func storeEnv(t *testing.T, env ...string) []string {
+	t.Helper()
+	return append([]string{"FERRY_STORE=" + filepath.Join(t.TempDir(), "store")}, env...)
+}
+
 func basicString(user, password string) string {
 	return base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
 }
@@ -67,16 +85,12 @@ func TestDebugLogHidesBasicCredentials(t *testing.T) {
 		{"docker config", []string{"DOCKER_CONFIG=" + dockerConfig}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			env := append([]string{"FERRY_STORE=" + filepath.Join(t.TempDir(), "store")}, c.env...)
+			env := storeEnv(t, c.env...)
 			args := append([]string{"--debug", "copy", "-i", src.Ref("team/app") + "@" + img.Digest.String(),
 				"--to-repo", dst.Ref("apps/" + strings.ReplaceAll(strings.ToLower(c.name), " ", "-"))}, c.args...)
 			res := harness.RunOK(t, env, args...)
 			checkNoSecrets(t, res, secrets...)
-			for _, want := range []string{"debug | ", "401 Unauthorized", "Authorization: Basic [redacted]", `Www-Authenticate: Basic realm="ferry-e2e"`, "--> PUT "} {
-				if !strings.Contains(res.Stderr, want) {
-					t.Errorf("debug log lacks %q", want)
-				}
-			}
+			checkDebugLog(t, res, "debug | ", "401 Unauthorized", "Authorization: Basic [redacted]", `Www-Authenticate: Basic realm="ferry-e2e"`, "--> PUT ")
 			if strings.Contains(res.Stdout, "debug | ") {
 				t.Errorf("debug log on stdout:\n%s", res.Stdout)
 			}
@@ -145,20 +159,12 @@ func TestDebugLogHidesBearerTokens(t *testing.T) {
 		{"registry token", []string{"IMGPKG_REGISTRY_HOSTNAME_0=" + p.Host, "IMGPKG_REGISTRY_REGISTRY_TOKEN_0=" + secretToken}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			env := append([]string{"FERRY_STORE=" + filepath.Join(t.TempDir(), "store")}, c.env...)
+			env := storeEnv(t, c.env...)
 			res := harness.RunOK(t, env, "--debug", "copy", "-i", p.Ref("team/app")+":v1", "--to-repo", dst.Ref("apps/app"))
 			checkNoSecrets(t, res, secrets...)
-			for _, want := range []string{"Authorization: Bearer [redacted]", "Www-Authenticate: Bearer realm="} {
-				if !strings.Contains(res.Stderr, want) {
-					t.Errorf("debug log lacks %q", want)
-				}
-			}
+			checkDebugLog(t, res, "Authorization: Bearer [redacted]", "Www-Authenticate: Bearer realm=")
 			if c.name == "password for a token" {
-				for _, want := range []string{"/token?scope=repository%3Ateam%2Fapp%3Apull&service=ferry-e2e", "Authorization: Basic [redacted]", "Set-Cookie: [redacted]"} {
-					if !strings.Contains(res.Stderr, want) {
-						t.Errorf("debug log lacks %q", want)
-					}
-				}
+				checkDebugLog(t, res, "/token?scope=repository%3Ateam%2Fapp%3Apull&service=ferry-e2e", "Authorization: Basic [redacted]", "Set-Cookie: [redacted]")
 			}
 		})
 	}
@@ -207,7 +213,7 @@ func TestAuthErrorsNameRegistryAndSource(t *testing.T) {
 			[]string{locked.Host, "--registry-username", "401"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			env := append([]string{"FERRY_STORE=" + filepath.Join(t.TempDir(), "store")}, c.env...)
+			env := storeEnv(t, c.env...)
 			res := harness.Run(t, env, c.args...)
 			checkFailure(t, res, c.want...)
 			checkNoSecrets(t, res, secretPassword)
@@ -226,13 +232,12 @@ func TestTLSVerification(t *testing.T) {
 	dst := harness.StartRegistry(t, harness.RegistryOptions{})
 	img := reg.Builder(35).Image(ctx, t, reg.Ref("team/app"), harness.ImageSpec{Layers: []int{2000}, Tag: "v1"})
 	src := reg.Ref("team/app") + "@" + img.Digest.String()
-	store := func() []string { return []string{"FERRY_STORE=" + filepath.Join(t.TempDir(), "store")} }
 
-	res := harness.Run(t, store(), "copy", "-i", src, "--to-repo", dst.Ref("apps/default"))
+	res := harness.Run(t, storeEnv(t), "copy", "-i", src, "--to-repo", dst.Ref("apps/default"))
 	checkFailure(t, res, reg.Host, "certificate")
 
-	harness.RunOK(t, store(), "copy", "-i", src, "--to-repo", dst.Ref("apps/ca"), "--registry-ca-cert-path", reg.CAPath)
-	harness.RunOK(t, store(), "copy", "-i", src, "--to-repo", dst.Ref("apps/noverify"), "--registry-verify-certs=false")
+	harness.RunOK(t, storeEnv(t), "copy", "-i", src, "--to-repo", dst.Ref("apps/ca"), "--registry-ca-cert-path", reg.CAPath)
+	harness.RunOK(t, storeEnv(t), "copy", "-i", src, "--to-repo", dst.Ref("apps/noverify"), "--registry-verify-certs=false")
 	for _, repo := range []string{"apps/ca", "apps/noverify"} {
 		if desc, err := dst.Repository(t, repo).Resolve(ctx, img.Digest.String()); err != nil || desc.Digest != img.Digest {
 			t.Errorf("%s: %v %v", repo, desc.Digest, err)
