@@ -103,7 +103,7 @@ func (b *bench) argv(tool string, o op, a opArgs) []string {
 			return []string{bin, "restore", "--no-tty", "--plain-http", "--input", a.src, withTag}
 		}
 	case toolRegctl:
-		hosts := []string{bin, "--host", "reg=" + b.src.host + ",tls=disabled"}
+		hosts := []string{bin, "--host", "reg=" + b.src.toolHost() + ",tls=disabled"}
 		if a.dstHost != "" {
 			hosts = append(hosts, "--host", "reg="+a.dstHost+",tls=disabled")
 		}
@@ -178,7 +178,7 @@ func (b *bench) plan(c, tool, variant string, round int, dir string, dstReg *reg
 	}
 	dstHost, dst := "", ""
 	if dstReg != nil {
-		dstHost, dst = dstReg.host, dstReg.ref(destRepo(c, tool, variant, round))
+		dstHost, dst = dstReg.toolHost(), dstReg.ref(destRepo(c, tool, variant, round))
 	}
 	proc := func(o op, a opArgs) process {
 		a.dstHost = dstHost
@@ -259,11 +259,12 @@ func (b *bench) plan(c, tool, variant string, round int, dir string, dstReg *reg
 	return runPlan{}, fmt.Errorf("unknown case %q", c)
 }
 
-// checkRepo checks that repoRef ("HOST/repo" on reg) holds every image's
-// manifest under its digest (the registry accepted the manifest, so it has
-// every blob it refers to).
+// checkRepo checks that repoRef (reg.ref of a repository) holds every
+// image's manifest under its digest (the registry accepted the manifest, so
+// it has every blob it refers to). It asks the registry directly, not
+// through the delay proxy.
 func checkRepo(ctx context.Context, reg *registryProc, repoRef string, images ...imageFixture) error {
-	repo, err := reg.repository(strings.TrimPrefix(repoRef, reg.host+"/"))
+	repo, err := reg.repository(strings.TrimPrefix(repoRef, reg.toolHost()+"/"))
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/image/font"
 )
 
 // colorCounts counts the pixels of img per colour.
@@ -67,6 +68,34 @@ func TestChartIsADecodablePNGOfTheRightSize(t *testing.T) {
 			}
 			if n := counts[toolColor(toolOras)]; len(tt.cases) == 1 && n != legend {
 				t.Errorf("%d oras-coloured pixels, want only its legend square (%d): it failed every run", n, legend)
+			}
+		})
+	}
+}
+
+func TestChartTitle(t *testing.T) {
+	p, err := newPainter(10, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		cfg     reportConfig
+		want    string
+		wantNot string
+	}{
+		{"loopback", reportConfig{SizeBytes: 1 << 30, Rounds: 3}, "big image 1024.0 MiB, 3 round(s), loopback registries", "latency"},
+		{"latency", reportConfig{SizeBytes: 16 << 20, Rounds: 1, LatencySeconds: 0.02}, "big image 16.0 MiB, 1 round(s), 20ms latency per request", "loopback"},
+		{"a long latency", reportConfig{SizeBytes: 1536 << 20, Rounds: 10, LatencySeconds: 0.1505}, "150.5ms latency per request", "loopback"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			title := chartTitle(tt.cfg)
+			if !strings.Contains(title, tt.want) || strings.Contains(title, tt.wantNot) {
+				t.Errorf("title %q: want %q in it and not %q", title, tt.want, tt.wantNot)
+			}
+			if w := font.MeasureString(p.title, title).Ceil(); 20+w > chartWidth-20 {
+				t.Errorf("title %q is %d px wide: it does not fit the %d px chart", title, w, chartWidth)
 			}
 		})
 	}

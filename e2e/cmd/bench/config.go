@@ -58,6 +58,7 @@ type config struct {
 	tools       []string      // tools to run, in allTools order (TOOLS)
 	results     string        // RESULTS; "" is bench/results/<timestamp> under the root
 	timeout     time.Duration // per process (TIMEOUT)
+	latency     time.Duration // added before each request of a tool to a registry (LATENCY); 0: none
 	ferryBinary string        // FERRY_BENCH_BINARY; "" builds ferry
 }
 
@@ -81,6 +82,11 @@ func configFromEnv(getenv func(string) string) (config, error) {
 	if v := getenv("TIMEOUT"); v != "" {
 		if cfg.timeout, err = time.ParseDuration(v); err != nil || cfg.timeout <= 0 {
 			return cfg, fmt.Errorf("TIMEOUT %q: want a positive duration such as 10m", v)
+		}
+	}
+	if v := getenv("LATENCY"); v != "" {
+		if cfg.latency, err = time.ParseDuration(v); err != nil || cfg.latency < 0 {
+			return cfg, fmt.Errorf("LATENCY %q: want a duration such as 20ms (0: none)", v)
 		}
 	}
 	if cfg.cases, err = parseCases(getenv("CASES")); err != nil {

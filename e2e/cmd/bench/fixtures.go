@@ -363,6 +363,8 @@ func pushBundle(ctx context.Context, reg *registryProc, tmp, repoName string, im
 	defer os.RemoveAll(dir)
 	lock := lockfile.ImagesLock{}
 	for _, im := range images {
+		// The tools' reference (through the delay proxy with LATENCY), so
+		// the tools reach the bundle's images the way they reach the bundle.
 		lock.Images = append(lock.Images, lockfile.ImageRef{
 			Image:       reg.ref(im.repo) + "@" + im.desc.Digest.String(),
 			Annotations: map[string]string{"kbld.carvel.dev/id": im.repo},

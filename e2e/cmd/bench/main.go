@@ -30,11 +30,14 @@
 //
 // Knobs (environment): SIZE of the big image (default 1GiB; 64MiB for a
 // smoke run), ROUNDS (default 3), CASES (comma-separated case letters or row
-// names, default a,b,c,d), TOOLS (default all found), RESULTS (the results
-// directory; default bench/results/<UTC timestamp> under the repository
-// root, relative paths are taken from the root), TIMEOUT (per process,
-// default 10m), FERRY_BENCH_BINARY (an existing ferry binary instead of
-// building one).
+// names, default a,b,c,d), TOOLS (default all found), LATENCY (default 0:
+// none; with 20ms every tool talks to every registry through a proxy in
+// this process that waits 20ms before forwarding each request, as if the
+// registries were 20ms away; fixtures are pushed and outputs checked
+// directly), RESULTS (the results directory; default
+// bench/results/<UTC timestamp> under the repository root, relative paths
+// are taken from the root), TIMEOUT (per process, default 10m),
+// FERRY_BENCH_BINARY (an existing ferry binary instead of building one).
 package main
 
 import (

@@ -19,19 +19,22 @@ import (
 )
 
 // registryProc is a registry (cmd/registry) running as a child process on
-// 127.0.0.1, plain HTTP, storage under its own directory.
+// 127.0.0.1, plain HTTP, storage under its own directory; with LATENCY, a
+// delayProxy in front of it for the tools.
 type registryProc struct {
-	name string // "source" or "destination", for messages
-	host string // 127.0.0.1:PORT
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	log  *os.File      // its standard error
+	name  string      // "source" or "destination", for messages
+	host  string      // 127.0.0.1:PORT, the registry itself (fixtures, checks)
+	proxy *delayProxy // what the tools talk to; nil: they talk to host
+	dir   string
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when the process has exited
+	log   *os.File      // its standard error
 }
 
 // startRegistry starts bin -root dir and waits until it prints its address
-// and answers GET /v2/.
-func startRegistry(ctx context.Context, bin, name, dir string) (*registryProc, error) {
+// and answers GET /v2/. With latency > 0 it also starts a delayProxy in
+// front of it, which toolHost and ref name.
+func startRegistry(ctx context.Context, bin, name, dir string, latency time.Duration) (*registryProc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -88,6 +91,11 @@ func startRegistry(ctx context.Context, bin, name, dir string) (*registryProc, e
 	if err := r.waitReady(ctx); err != nil {
 		return fail(err)
 	}
+	if latency > 0 {
+		if r.proxy, err = startDelayProxy(r.host, latency); err != nil {
+			return fail(err)
+		}
+	}
 	return r, nil
 }
 
@@ -119,12 +127,13 @@ func (r *registryProc) waitReady(ctx context.Context) error {
 	}
 }
 
-// stop ends the registry (SIGTERM, then SIGKILL after 5 s) and waits for it.
-// It is idempotent.
+// stop ends the proxy and the registry (SIGTERM, then SIGKILL after 5 s)
+// and waits for it. It is idempotent.
 func (r *registryProc) stop() {
 	if r == nil || r.cmd.Process == nil {
 		return
 	}
+	r.proxy.stop()
 	select {
 	case <-r.done:
 	default:
@@ -139,12 +148,24 @@ func (r *registryProc) stop() {
 	r.log.Close()
 }
 
-// ref returns "HOST/repo".
-func (r *registryProc) ref(repo string) string { return r.host + "/" + repo }
+// toolHost is the HOST:PORT the tools are given: the delay proxy's with
+// LATENCY, the registry's otherwise.
+func (r *registryProc) toolHost() string {
+	if r.proxy != nil {
+		return r.proxy.host
+	}
+	return r.host
+}
 
-// repository opens repo on the registry with oras-go over plain HTTP.
+// ref returns "TOOLHOST/repo", the reference the tools are given (and the
+// bundles' images.yml names).
+func (r *registryProc) ref(repo string) string { return r.toolHost() + "/" + repo }
+
+// repository opens repo on the registry itself (not through the delay
+// proxy) with oras-go over plain HTTP: fixtures and output checks are not
+// slowed by LATENCY.
 func (r *registryProc) repository(repo string) (*remote.Repository, error) {
-	rr, err := remote.NewRepository(r.ref(repo))
+	rr, err := remote.NewRepository(r.host + "/" + repo)
 	if err != nil {
 		return nil, err
 	}

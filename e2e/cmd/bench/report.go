@@ -32,6 +32,24 @@ type reportConfig struct {
 	Rounds         int      `json:"rounds"`
 	Cases          []string `json:"cases"`
 	TimeoutSeconds float64  `json:"timeoutSeconds"`
+	// LatencySeconds is the delay a proxy added before every request of a
+	// tool to a registry (LATENCY); 0: the tools talked to the registries
+	// directly.
+	LatencySeconds float64 `json:"latencySeconds"`
+}
+
+// latency returns LatencySeconds as a duration.
+func (c reportConfig) latency() time.Duration {
+	return time.Duration(math.Round(c.LatencySeconds * float64(time.Second)))
+}
+
+// latencyPhrase says how far away the tools saw the registries, for the
+// report and the chart title.
+func (c reportConfig) latencyPhrase() string {
+	if l := c.latency(); l > 0 {
+		return fmt.Sprintf("registries %s away (LATENCY: a proxy waits %s before each request)", l, l)
+	}
+	return "registries on loopback, no added latency"
 }
 
 // fixtureRecord describes a fixture in the source registry.
@@ -257,6 +275,7 @@ func (rep report) markdown() string {
 	for _, t := range slicesSortedKeys(res.Skipped) {
 		fmt.Fprintf(&b, "- skipped: %s, %s\n", t, res.Skipped[t])
 	}
+	fmt.Fprintf(&b, "- %s\n", res.Config.latencyPhrase())
 	fmt.Fprintf(&b, "- %d interleaved round(s): each round runs every tool once per case, the tool order rotated by one each round; at most %s per process\n",
 		res.Config.Rounds, time.Duration(res.Config.TimeoutSeconds*float64(time.Second)))
 	for _, f := range res.Fixtures {
@@ -321,6 +340,9 @@ func (rep report) markdown() string {
 	}
 	b.WriteString(strings.Join(cs, "; ") + ".\n")
 	b.WriteString("- Every run is a separate process with a new HOME; a run into a registry gets a new, empty destination registry (so nothing is there before and no tool can mount blobs an earlier run left); wall time from start to exit, CPU = user + system time and peak RSS from the kernel's accounting of that process (wait4 rusage). The registries are separate processes: their CPU is not counted. Outputs are checked after each run (exit status 0, every manifest digest present at the destination, archives not empty and naming every manifest digest); a run that fails the check is reported as failed.\n")
+	if l := res.Config.latency(); l > 0 {
+		fmt.Fprintf(&b, "- LATENCY %s: every tool talks to every registry through a reverse proxy on 127.0.0.1 (in the bench process, so its CPU is not counted either) that waits %s before forwarding each request, once per request, as one round trip to a registry %s away would; bodies stream through unbuffered, and opening a connection is not delayed. Fixtures are pushed and outputs checked directly; the untimed preparation of b-warm's store and c's archives goes through the proxies.\n", l, l, l)
+	}
 	b.WriteString("- ratio to best peer = the tool's median wall time / the fastest peer's (not ferry) median wall time on that case.\n")
 	b.WriteString("- ferry: cold = a new, empty `--store` per run (also in a, c, d, e); warm = a store filled once before the rounds. The peers keep no cache, so their b-warm rows repeat their b-cold runs.\n")
 	b.WriteString("- c: each tool imports the archive it writes in b (made once before the rounds): ferry and regctl OCI layout tars, oras an OCI layout tar from `oras backup`, skopeo an oci-archive, crane an OCI layout directory (`crane pull --format oci`, it writes no OCI tar), imgpkg its own tar format.\n")
@@ -366,6 +388,17 @@ func slicesSortedKeys(m map[string]string) []string {
 	return keys
 }
 
+// chartTitle is the chart's title line: what it shows and the knobs that
+// change the numbers.
+func chartTitle(c reportConfig) string {
+	latency := "loopback registries"
+	if l := c.latency(); l > 0 {
+		latency = fmt.Sprintf("%s latency per request", l)
+	}
+	return fmt.Sprintf("ferry and peers: median wall time in seconds (bars), min–max (whiskers); big image %s, %d round(s), %s",
+		mib(c.SizeBytes), c.Rounds, latency)
+}
+
 // writeResults writes results.md, results.json and chart.png into dir.
 func writeResults(dir string, res *results, rep report, md string) error {
 	raw, err := json.MarshalIndent(res, "", "  ")
@@ -378,13 +411,11 @@ func writeResults(dir string, res *results, rep report, md string) error {
 	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
-	title := fmt.Sprintf("ferry and peers: median wall time in seconds (bars), min–max (whiskers); big image %s, %d round(s)",
-		mib(res.Config.SizeBytes), res.Config.Rounds)
 	f, err := os.Create(filepath.Join(dir, "chart.png"))
 	if err != nil {
 		return err
 	}
-	if err := writeChart(f, rep, title); err != nil {
+	if err := writeChart(f, rep, chartTitle(res.Config)); err != nil {
 		f.Close()
 		return err
 	}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSummarize(t *testing.T) {
@@ -179,6 +181,7 @@ func TestMarkdown(t *testing.T) {
 		"load average (1, 5, 15 min): 1.00 1.00 1.00 before, 2.00 2.00 2.00 after",
 		"- crane, a: `crane copy --insecure $SRC $DST:$TAG`",
 		"- ferry, b: `ferry copy -i $SRC --to-tar $OUT --store $STORE`",
+		"- registries on loopback, no added latency\n",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
@@ -186,6 +189,30 @@ func TestMarkdown(t *testing.T) {
 	}
 	if strings.Contains(md, "more detail") {
 		t.Errorf("the table cell should hold only the first line of an error:\n%s", md)
+	}
+	if strings.Contains(md, "LATENCY") {
+		t.Errorf("a run without LATENCY should not describe the delay proxy:\n%s", md)
+	}
+}
+
+func TestMarkdownStatesLatency(t *testing.T) {
+	res := testResults()
+	res.Config.LatencySeconds = 0.02
+	md := buildReport(res).markdown()
+	for _, want := range []string{
+		"- registries 20ms away (LATENCY: a proxy waits 20ms before each request)\n",
+		"- LATENCY 20ms: every tool talks to every registry through a reverse proxy on 127.0.0.1",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"latencySeconds":0.02`) {
+		t.Errorf("results.json lacks the latency: %s", raw)
 	}
 }
 
@@ -221,6 +248,7 @@ func TestConfigFromEnv(t *testing.T) {
 		tools   []string
 		size    int64
 		rounds  int
+		latency time.Duration
 		wantErr string
 	}{
 		{name: "defaults", cases: defaultCases(), tools: allTools(), size: 1 << 30, rounds: 3},
@@ -228,6 +256,10 @@ func TestConfigFromEnv(t *testing.T) {
 			cases: []string{caseA, caseB}, tools: []string{toolFerry, toolCrane, toolOras}, size: 64 << 20, rounds: 1},
 		{name: "d and e", env: map[string]string{"CASES": "e,d-tar"}, cases: []string{caseDTar, caseERepo, caseETar}, tools: allTools(), size: 1 << 30, rounds: 3},
 		{name: "all", env: map[string]string{"CASES": "all"}, cases: allCases(), tools: allTools(), size: 1 << 30, rounds: 3},
+		{name: "latency", env: map[string]string{"CASES": "d", "LATENCY": "20ms"}, cases: []string{caseDRepo, caseDTar}, tools: allTools(), size: 1 << 30, rounds: 3, latency: 20 * time.Millisecond},
+		{name: "latency 0", env: map[string]string{"LATENCY": "0"}, cases: defaultCases(), tools: allTools(), size: 1 << 30, rounds: 3},
+		{name: "latency without a unit", env: map[string]string{"LATENCY": "20"}, wantErr: "LATENCY"},
+		{name: "negative latency", env: map[string]string{"LATENCY": "-5ms"}, wantErr: "LATENCY"},
 		{name: "unknown case", env: map[string]string{"CASES": "a,z"}, wantErr: `unknown case "z"`},
 		{name: "unknown tool", env: map[string]string{"TOOLS": "docker"}, wantErr: `unknown tool "docker"`},
 		{name: "zero rounds", env: map[string]string{"ROUNDS": "0"}, wantErr: "ROUNDS"},
@@ -246,8 +278,8 @@ func TestConfigFromEnv(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(cfg.cases, tt.cases) || !slices.Equal(cfg.tools, tt.tools) || cfg.size != tt.size || cfg.rounds != tt.rounds {
-				t.Errorf("config %+v, want cases %v tools %v size %d rounds %d", cfg, tt.cases, tt.tools, tt.size, tt.rounds)
+			if !slices.Equal(cfg.cases, tt.cases) || !slices.Equal(cfg.tools, tt.tools) || cfg.size != tt.size || cfg.rounds != tt.rounds || cfg.latency != tt.latency {
+				t.Errorf("config %+v, want cases %v tools %v size %d rounds %d latency %s", cfg, tt.cases, tt.tools, tt.size, tt.rounds, tt.latency)
 			}
 		})
 	}

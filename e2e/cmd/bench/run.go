@@ -73,6 +73,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) 
 
 	res := &results{Started: started, Config: reportConfig{
 		SizeBytes: cfg.size, Rounds: cfg.rounds, Cases: cfg.cases, TimeoutSeconds: cfg.timeout.Seconds(),
+		LatencySeconds: cfg.latency.Seconds(),
 	}}
 	res.Machine = collectMachine(ctx, root)
 	b.logf("machine: %d CPUs, load average %s; scratch directory %s", res.Machine.NumCPU, res.Machine.LoadBefore, tmp)
@@ -148,10 +149,14 @@ func (b *bench) setup(ctx context.Context, res *results) error {
 	res.Commands = commandTemplates(b.tools)
 
 	var err error
-	if b.src, err = startRegistry(ctx, b.registryBin, "source", filepath.Join(b.tmp, "registry-src")); err != nil {
+	if b.src, err = startRegistry(ctx, b.registryBin, "source", filepath.Join(b.tmp, "registry-src"), b.cfg.latency); err != nil {
 		return err
 	}
 	b.logf("source registry: %s (each run into a registry gets a new, empty destination registry)", b.src.host)
+	if b.cfg.latency > 0 {
+		b.logf("latency: the tools talk to every registry through a proxy on 127.0.0.1 that waits %s before forwarding each request (source: %s); fixtures and output checks go to the registries directly",
+			b.cfg.latency, b.src.toolHost())
+	}
 
 	if err := b.pushFixtures(ctx, res); err != nil {
 		return err
@@ -297,7 +302,7 @@ func (b *bench) runOnce(ctx context.Context, c, tool, variant string, round int)
 	// /var/lib/containers/cache).
 	var dst *registryProc
 	if writesRegistry(c) {
-		if dst, err = startRegistry(ctx, b.registryBin, "destination", filepath.Join(dir, "registry")); err != nil {
+		if dst, err = startRegistry(ctx, b.registryBin, "destination", filepath.Join(dir, "registry"), b.cfg.latency); err != nil {
 			s.Error = err.Error()
 			return s
 		}
