@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/errcode"
@@ -23,8 +25,8 @@ import (
 
 // Helpers the test packages share to look at what ferry did: references and
 // imgpkg's tag names, repositories read without credentials, tags, verified
-// fetches, image graphs, layer contents, files and ferry's error line. All
-// are safe for concurrent use.
+// fetches, image and manifest graphs, layer contents, files, byte sizes as
+// ferry prints them and ferry's error line. All are safe for concurrent use.
 
 // DigestRef returns the digest reference "repoRef@d", for example
 // "127.0.0.1:5000/team/app@sha256:...".
@@ -110,6 +112,57 @@ func (b *Builder) ImageGraph(ctx context.Context, t testing.TB, repoRef string, 
 	}
 	desc.MediaType = m.MediaType
 	return append([]ocispec.Descriptor{desc, m.Config}, m.Layers...)
+}
+
+// Graph returns every descriptor reachable from the manifest or index d in
+// repo, each digest once, depth first: d itself (as the registry resolves
+// it), then for each manifest its subject if it has one, config and layers,
+// and for each index its subject and children. Referrers and tag-based
+// signatures point at d rather than from it and are not included. Blobs are
+// listed from their parent's descriptor without being read, so a missing
+// blob is not noticed here; the test fails when d cannot be resolved or a
+// manifest below it cannot be fetched or parsed.
+func Graph(ctx context.Context, t testing.TB, repo *remote.Repository, d digest.Digest) []ocispec.Descriptor {
+	t.Helper()
+	root, err := repo.Resolve(ctx, d.String())
+	if err != nil {
+		t.Fatalf("resolve %s@%s: %v", repo.Reference, d, err)
+	}
+	seen := map[digest.Digest]bool{}
+	var out []ocispec.Descriptor
+	var walk func(desc ocispec.Descriptor)
+	walk = func(desc ocispec.Descriptor) {
+		if seen[desc.Digest] {
+			return
+		}
+		seen[desc.Digest] = true
+		out = append(out, desc)
+		succ, err := content.Successors(ctx, repo, desc)
+		if err != nil {
+			t.Fatalf("successors of %s (%s, below %s) in %s: %v", desc.Digest, desc.MediaType, d, repo.Reference, err)
+		}
+		for _, s := range succ {
+			walk(s)
+		}
+	}
+	walk(root)
+	return out
+}
+
+// HumanBytes formats n as ferry prints byte sizes: "N B" below 1 KiB, else
+// binary units with one decimal ("1.5 KiB", "20.0 MiB", up to EiB). It
+// follows humanBytes of cmd/ferry, which this module cannot import.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // LayerFiles reads a gzip-compressed tar layer and returns its regular

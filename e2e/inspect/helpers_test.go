@@ -12,7 +12,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/ferry-oci/ferry/e2e/harness"
@@ -69,28 +68,13 @@ func repository(t *testing.T, reg *harness.Registry, repoRef string) *remote.Rep
 }
 
 // blobsOf adds to blobs every descriptor reachable from the manifest d in
-// repo (d itself, index children, configs, layers) with its size.
+// repo (harness.Graph: d itself, index children, configs, layers) with its
+// size.
 func blobsOf(ctx context.Context, t *testing.T, repo *remote.Repository, d digest.Digest, blobs map[digest.Digest]int64) {
 	t.Helper()
-	root, err := repo.Resolve(ctx, d.String())
-	if err != nil {
-		t.Fatalf("resolve %s@%s: %v", repo.Reference, d, err)
-	}
-	var walk func(desc ocispec.Descriptor)
-	walk = func(desc ocispec.Descriptor) {
-		if _, seen := blobs[desc.Digest]; seen {
-			return
-		}
+	for _, desc := range harness.Graph(ctx, t, repo, d) {
 		blobs[desc.Digest] = desc.Size
-		succ, err := content.Successors(ctx, repo, desc)
-		if err != nil {
-			t.Fatalf("successors of %s in %s: %v", desc.Digest, repo.Reference, err)
-		}
-		for _, s := range succ {
-			walk(s)
-		}
 	}
-	walk(root)
 }
 
 // sizeOf is the bytes of the manifest d and everything it references, each

@@ -104,11 +104,12 @@ func TestDryRunThenCopy(t *testing.T) {
 	t.Run("the text plan says the same", func(t *testing.T) {
 		text := harness.RunOK(t, env, append(copyArgs, "--dry-run")...)
 		want := fmt.Sprintf("would copy 5 images (%s) to %s: fetch %s from the source, %s from the store, %s already there",
-			human(plan.Total.Bytes), dstRepoRef, human(plan.Total.Fetch), human(plan.Total.Store), human(plan.Total.Destination))
+			harness.HumanBytes(plan.Total.Bytes), dstRepoRef, harness.HumanBytes(plan.Total.Fetch),
+			harness.HumanBytes(plan.Total.Store), harness.HumanBytes(plan.Total.Destination))
 		if !strings.Contains(text.Stdout, want) || !strings.Contains(text.Stdout, "TOTAL (5 images)") {
 			t.Errorf("text plan lacks %q:\n%s", want, text.Stdout)
 		}
-		if !strings.Contains(text.Stdout, "left out: 1 non-distributable layer, "+human(plan.Total.LeftOut)) {
+		if !strings.Contains(text.Stdout, "left out: 1 non-distributable layer, "+harness.HumanBytes(plan.Total.LeftOut)) {
 			t.Errorf("text plan does not list the layer left out:\n%s", text.Stdout)
 		}
 	})
@@ -194,7 +195,7 @@ func TestDryRunThenCopy(t *testing.T) {
 		again := harness.RunOK(t, env, append(copyArgs, "--dry-run")...)
 		noWrites(t, "destination", w.dstProxy.Stats())
 		want := fmt.Sprintf("would copy 5 images (%s) to %s: fetch 0 B from the source, 0 B from the store, %s already there",
-			human(plan.Total.Bytes), dstRepoRef, human(plan.Total.Bytes))
+			harness.HumanBytes(plan.Total.Bytes), dstRepoRef, harness.HumanBytes(plan.Total.Bytes))
 		if !strings.Contains(again.Stdout, want) {
 			t.Errorf("second dry run lacks %q:\n%s", want, again.Stdout)
 		}
@@ -294,18 +295,4 @@ func TestDryRunHundredImages(t *testing.T) {
 	if plan.Total.Destination != 0 || plan.Total.Store == 0 || plan.Total.Fetch+plan.Total.Store != plan.Total.Bytes {
 		t.Errorf("total = %+v", plan.Total)
 	}
-}
-
-// human formats like ferry's byte sizes.
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -7,7 +7,6 @@ package platform_test
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -428,8 +427,8 @@ func TestPlatformDryRun(t *testing.T) {
 	res := harness.RunOK(t, nil, args...)
 	short := at(w.src.Ref("team/multi"), w.index.Digest)[:len(w.src.Ref("team/multi"))+1+7+12]
 	wantAll(t, "dry run", res.Stdout,
-		"left out of 1 index: 2 children, "+humanBytes(saved)+" (--platform linux/amd64)",
-		short+"  linux/arm64/v8, linux/arm/v7  "+humanBytes(saved)+"  (sparse, same digest)")
+		"left out of 1 index: 2 children, "+harness.HumanBytes(saved)+" (--platform linux/amd64)",
+		short+"  linux/arm64/v8, linux/arm/v7  "+harness.HumanBytes(saved)+"  (sparse, same digest)")
 
 	res = harness.RunOK(t, nil, append(args, "--json")...)
 	var plan struct {
@@ -460,20 +459,6 @@ func TestPlatformDryRun(t *testing.T) {
 	if got := resolve(t, w.sparse, "apps/b", "v1"); got != "" {
 		t.Errorf("a dry run tagged v1: %s", got)
 	}
-}
-
-// humanBytes formats as ferry does (binary units, one decimal).
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func TestPlatformUsageErrors(t *testing.T) {

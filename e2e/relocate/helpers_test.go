@@ -21,7 +21,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.yaml.in/yaml/v3"
-	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
 
@@ -131,33 +130,11 @@ func resolve(ctx context.Context, t *testing.T, repo *remote.Repository, referen
 	return desc.Digest
 }
 
-// graphOf lists, depth first, every descriptor reachable from the manifest
-// d in repo: d itself, index children, configs and layers, each once.
+// graphOf is harness.Graph: every descriptor reachable from the manifest d
+// in repo, d first, each once.
 func graphOf(ctx context.Context, t *testing.T, repo *remote.Repository, d digest.Digest) []ocispec.Descriptor {
 	t.Helper()
-	root, err := repo.Resolve(ctx, d.String())
-	if err != nil {
-		t.Fatalf("resolve %s@%s: %v", repo.Reference, d, err)
-	}
-	seen := map[digest.Digest]bool{}
-	var out []ocispec.Descriptor
-	var walk func(desc ocispec.Descriptor)
-	walk = func(desc ocispec.Descriptor) {
-		if seen[desc.Digest] {
-			return
-		}
-		seen[desc.Digest] = true
-		out = append(out, desc)
-		succ, err := content.Successors(ctx, repo, desc)
-		if err != nil {
-			t.Fatalf("successors of %s in %s: %v", desc.Digest, repo.Reference, err)
-		}
-		for _, s := range succ {
-			walk(s)
-		}
-	}
-	walk(root)
-	return out
+	return harness.Graph(ctx, t, repo, d)
 }
 
 // isNonDistributable reports whether a layer is a Docker foreign layer or

@@ -11,7 +11,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -87,16 +86,10 @@ func (w *world) bundle(ctx context.Context, t *testing.T, b *harness.Builder, re
 }
 
 // graphOf reads the manifest desc in repo on the source (not through the
-// proxy) and returns it with its config and layers.
+// proxy) and returns it with its config and layers (Builder.ImageGraph).
 func (w *world) graphOf(ctx context.Context, t *testing.T, b *harness.Builder, repo string, desc ocispec.Descriptor) []ocispec.Descriptor {
 	t.Helper()
-	_, raw := b.FetchManifest(ctx, t, w.src.Ref(repo), desc.Digest.String())
-	var m ocispec.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("manifest %s: %v", desc.Digest, err)
-	}
-	desc.MediaType = m.MediaType
-	return append([]ocispec.Descriptor{desc, m.Config}, m.Layers...)
+	return b.ImageGraph(ctx, t, w.src.Ref(repo), desc)
 }
 
 // checkDest checks that repo on the destination has tag v1 on bundle and

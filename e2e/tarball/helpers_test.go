@@ -11,7 +11,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
 
@@ -42,41 +41,19 @@ func has(ctx context.Context, t *testing.T, repo *remote.Repository, desc ocispe
 	return ok
 }
 
-// graphAt walks the manifest or index d in repo and returns every
-// descriptor reachable from it (itself, children, configs, layers), each
-// once, failing the test when a manifest cannot be read or a blob is
-// missing. Non-distributable layers are returned but not required.
+// graphAt returns every descriptor reachable from the manifest or index d
+// in repo (harness.Graph: itself, children, configs, layers, each once) and
+// checks that repo holds each of them, failing the test when one is missing.
+// Non-distributable layers are returned but not required.
 func graphAt(ctx context.Context, t *testing.T, repo *remote.Repository, d digest.Digest) []ocispec.Descriptor {
 	t.Helper()
-	root, err := repo.Resolve(ctx, d.String())
-	if err != nil {
-		t.Fatalf("resolve %s@%s: %v", repo.Reference, d, err)
-	}
-	seen := map[digest.Digest]bool{}
-	var out []ocispec.Descriptor
-	queue := []ocispec.Descriptor{root}
-	for len(queue) > 0 {
-		desc := queue[0]
-		queue = queue[1:]
-		if seen[desc.Digest] {
-			continue
-		}
-		seen[desc.Digest] = true
-		out = append(out, desc)
-		if isForeign(desc) {
-			continue
-		}
-		if !has(ctx, t, repo, desc) {
+	all := harness.Graph(ctx, t, repo, d)
+	for _, desc := range all {
+		if !isForeign(desc) && !has(ctx, t, repo, desc) {
 			t.Errorf("%s (%s, below %s) missing in %s", desc.Digest, desc.MediaType, d, repo.Reference)
-			continue
 		}
-		succ, err := content.Successors(ctx, repo, desc)
-		if err != nil {
-			t.Fatalf("successors of %s in %s: %v", desc.Digest, repo.Reference, err)
-		}
-		queue = append(queue, succ...)
 	}
-	return out
+	return all
 }
 
 // isForeign reports whether desc is a non-distributable layer.
