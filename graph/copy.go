@@ -113,7 +113,9 @@ type Result struct {
 //   - non-distributable layers are skipped with a warning naming image and
 //     layers, unless opts.IncludeNonDistributable;
 //   - every node but signatures and referrers is tagged sha256-<hex>.imgpkg (or its
-//     RepoBasedTag);
+//     RepoBasedTag); when dst is a registry (registry.ReferencePusher), the
+//     node's manifest is pushed by that tag, one request for both, after
+//     everything it refers to, and whether dst has it is asked of the tag;
 //   - every followed bundle gets its ImageLocations cache image, tagged
 //     sha256-<bundle hex>.image-locations.imgpkg;
 //   - only after all that succeeded, node Tags are applied (user tags of
@@ -131,6 +133,7 @@ type Result struct {
 func CopyToRepo(ctx context.Context, src Source, g *Graph, dst oras.Target, opts CopyOptions) (*Result, error) {
 	c := newCopier(src, g, guardSparse(dst, g), opts)
 	c.dst = dst
+	c.tagOnPush(g, dst)
 	c.warnNonDistributable(g)
 	if err := c.copyGraph(ctx, g); err != nil {
 		return nil, err
@@ -231,6 +234,9 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 	root := ocispec.Descriptor{
 		MediaType: ocispec.MediaTypeImageIndex,
 		Digest:    digest.FromString("ferry virtual root\n" + ids.String()),
+	}
+	if up := uploadsOf(c.blobs); up != nil {
+		up.virtual = root.Digest // oras-go asks whether dst has it
 	}
 	// Most nodes are small: oras-go runs many at once, and the router
 	// holds the large blobs to Concurrency (see router.large).

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 )
@@ -39,14 +40,51 @@ const maxKeptManifestBytes = 4 << 20
 // It also records the manifests and indexes it pushed, with their bytes
 // (up to maxKeptManifestBytes in all), so that tags can be pushed with the
 // bytes in hand and without asking first what they point at.
+//
+// Whether dst has a manifest listed in tagAs is asked of that tag (one HEAD
+// that answers for both); when it is also in pushByTag, it is pushed by that
+// tag (one PUT that stores the manifest and points the tag at it). See
+// tagOnPush.
 type retryingStorage struct {
 	content.Storage
 	refetch func(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
 	backoff time.Duration // first wait; doubles each retry
 
+	// Set before the copy starts, read-only during it.
+	tagAs     map[digest.Digest]string // manifest -> its tag, asked for instead of the digest
+	pushByTag map[digest.Digest]bool   // manifests pushed by their tagAs tag
+	byTag     registry.ReferencePusher // pushes by tag (set with tagAs)
+	resolver  content.Resolver         // resolves tags (set with tagAs)
+	virtual   digest.Digest            // a root that is never at the destination
+
 	mu     sync.Mutex
 	pushed map[digest.Digest][]byte // manifests pushed; nil bytes once over the budget
 	kept   int64                    // bytes held in pushed
+	tagged map[digest.Digest]string // manifest -> tag known to point at it (pushed with it, or found)
+}
+
+// Exists reports whether the destination has desc. A manifest listed in
+// tagAs is asked for by its tag: when the tag points at it, the manifest and
+// its tag are both there (and the tag is recorded as done); when the tag is
+// missing or points elsewhere, the manifest is pushed again (by the tag, or
+// by digest and then tagged), which writes what tagging it would have
+// written. The virtual root of a copy is never asked for.
+func (s *retryingStorage) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	if s.virtual != "" && desc.Digest == s.virtual {
+		return false, nil
+	}
+	if tag := s.tagAs[desc.Digest]; tag != "" && s.resolver != nil {
+		cur, err := s.resolver.Resolve(ctx, tag)
+		switch {
+		case err == nil && cur.Digest == desc.Digest:
+			s.noteTagged(desc.Digest, tag)
+			return true, nil
+		case err == nil || errors.Is(err, errdef.ErrNotFound):
+			return false, nil
+		}
+		// Any other answer: ask for the manifest itself, as without a tag.
+	}
+	return s.Storage.Exists(ctx, desc)
 }
 
 func (s *retryingStorage) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
@@ -66,19 +104,36 @@ func (s *retryingStorage) pushManifest(ctx context.Context, desc ocispec.Descrip
 	if int64(len(body)) != desc.Size || digest.FromBytes(body) != desc.Digest {
 		return fmt.Errorf("manifest %s: %w: got %d bytes hashing to %s", desc.Digest, ErrDigestMismatch, len(body), digest.FromBytes(body))
 	}
-	err = s.Storage.Push(ctx, desc, bytes.NewReader(body))
+	tag := ""
+	if s.pushByTag[desc.Digest] && s.byTag != nil {
+		tag = s.tagAs[desc.Digest]
+	}
+	push := func() error {
+		if tag != "" {
+			return s.byTag.PushReference(ctx, desc, bytes.NewReader(body), tag)
+		}
+		return s.Storage.Push(ctx, desc, bytes.NewReader(body))
+	}
+	err = push()
 	wait := s.backoff
 	for attempt := 0; attempt < uploadRetries && err != nil && transientPushError(err) && ctx.Err() == nil; attempt++ {
 		if werr := sleep(ctx, wait); werr != nil {
 			return werr
 		}
 		wait *= 2
-		err = s.Storage.Push(ctx, desc, bytes.NewReader(body))
+		err = push()
 	}
-	if err == nil {
-		s.record(desc.Digest, body)
+	if err != nil {
+		if tag != "" {
+			return fmt.Errorf("push %s as %s: %w", desc.Digest, tag, err)
+		}
+		return err
 	}
-	return err
+	s.record(desc.Digest, body)
+	if tag != "" {
+		s.noteTagged(desc.Digest, tag)
+	}
+	return nil
 }
 
 // pushBlob pushes a blob streamed from r, restarting it from refetch.
@@ -136,6 +191,24 @@ func (s *retryingStorage) record(d digest.Digest, body []byte) {
 	}
 	s.pushed[d] = body
 	s.kept += int64(len(body))
+}
+
+// noteTagged records that tag points at the manifest d at the destination.
+func (s *retryingStorage) noteTagged(d digest.Digest, tag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tagged == nil {
+		s.tagged = make(map[digest.Digest]string)
+	}
+	s.tagged[d] = tag
+}
+
+// taggedAs returns the tag known to point at the manifest d at the
+// destination (pushed with it, or found there), or "".
+func (s *retryingStorage) taggedAs(d digest.Digest) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tagged[d]
 }
 
 // wasPushed reports whether this copy pushed the manifest d, and returns

@@ -6,24 +6,78 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/registry"
 )
 
-// tagNodes gives every non-signature node its sha256-<hex>.imgpkg or
-// repo-based tag.
-func (c *copier) tagNodes(ctx context.Context, g *Graph) error {
+// nodeTags lists the tag every node but signatures and referrers gets:
+// sha256-<hex>.imgpkg, or its RepoBasedTag when repoBased.
+func nodeTags(g *Graph, repoBased bool) []tagJob {
 	var jobs []tagJob
 	for _, n := range g.Nodes {
 		if n.Signature || n.Referrer {
 			continue
 		}
 		tag := ImgpkgTag(n.Desc.Digest)
-		if c.opts.RepoBasedTags {
+		if repoBased {
 			tag = RepoBasedTag(n.Ref, n.Desc.Digest)
 		}
 		jobs = append(jobs, tagJob{desc: n.Desc, tag: tag})
+	}
+	return jobs
+}
+
+// tagOnPush arranges, when dst is a registry, for each node's manifest to
+// be pushed by its node tag (nodeTags) rather than by digest: one PUT of
+// the manifest to /manifests/<tag> stores it (it is then found by digest
+// too) and points the tag at it, where a push by digest and a tag would
+// take two. The copy pushes a manifest after everything it refers to, so
+// the tag never points at an incomplete manifest. Whether dst has a node is
+// then asked of its tag: one HEAD answers for the manifest and its tag.
+//
+// Left to tagNodes, after the whole copy succeeded: the tag of a followed
+// bundle (its images are not below its manifest, so a bundle is complete
+// only when the copy is), and sparse indexes (pushed by digest without
+// some children, so that a refusal is still named, see guardSparse). User
+// and signature tags are applyTags', after everything else.
+func (c *copier) tagOnPush(g *Graph, dst oras.Target) {
+	rp, ok := dst.(registry.ReferencePusher)
+	up := uploadsOf(c.blobs)
+	if !ok || up == nil {
+		return
+	}
+	sparse := sparseIndexes(g)
+	ask := make(map[digest.Digest]string)
+	push := make(map[digest.Digest]bool)
+	for _, j := range nodeTags(g, c.opts.RepoBasedTags) {
+		d := j.desc.Digest
+		if _, ok := sparse[d]; ok {
+			continue
+		}
+		if _, ok := ask[d]; ok {
+			continue
+		}
+		ask[d] = j.tag
+		if n := c.byDigest[d]; n == nil || n.Lock == nil {
+			push[d] = true
+		}
+	}
+	up.tagAs, up.pushByTag, up.byTag, up.resolver = ask, push, rp, dst
+}
+
+// tagNodes gives every non-signature node its sha256-<hex>.imgpkg or
+// repo-based tag, unless the copy already did, pushing the node's manifest
+// by that tag or finding the tag at the destination (see tagOnPush).
+func (c *copier) tagNodes(ctx context.Context, g *Graph) error {
+	up := uploadsOf(c.blobs)
+	var jobs []tagJob
+	for _, j := range nodeTags(g, c.opts.RepoBasedTags) {
+		if up != nil && up.taggedAs(j.desc.Digest) == j.tag {
+			continue
+		}
+		jobs = append(jobs, j)
 	}
 	return c.tag(ctx, jobs)
 }

@@ -234,10 +234,12 @@ func TestCopyBundleThenPull(t *testing.T) {
 	})
 }
 
-// TestCopyFailureThenRerun makes the destination refuse one image manifest:
-// the copy fails with exit 1 and applies no tag at all (user tags only
-// after every upload succeeded); run again, it completes without sending
-// again any blob the first run had uploaded.
+// TestCopyFailureThenRerun makes the destination refuse one image manifest
+// (pushed by digest or, with its imgpkg tag, by that tag): the copy fails
+// with exit 1 and applies no user tag and no tag of the bundle (only after
+// every upload succeeded); the only tags left are imgpkg tags of other
+// images, each complete at the destination; run again, it completes
+// without sending again any blob the first run had uploaded.
 func TestCopyFailureThenRerun(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -256,9 +258,9 @@ func TestCopyFailureThenRerun(t *testing.T) {
 	}
 	bundle := b.Bundle(ctx, t, src.Ref("fail/bundle"), harness.BundleSpec{Images: refs, Tag: "v1"})
 
-	refused := "/v2/apps/fail/manifests/" + digests[2].String()
+	refused := []string{"/v2/apps/fail/manifests/" + digests[2].String(), "/v2/apps/fail/manifests/" + harness.ImgpkgTag(digests[2])}
 	dstProxy.SetFault(func(r *http.Request) harness.Fault {
-		if r.Method == http.MethodPut && r.URL.Path == refused {
+		if r.Method == http.MethodPut && slices.Contains(refused, r.URL.Path) {
 			return harness.RespondStatus(http.StatusInternalServerError, nil)
 		}
 		return harness.Fault{}
@@ -275,8 +277,16 @@ func TestCopyFailureThenRerun(t *testing.T) {
 		t.Errorf("Succeeded printed after a failure")
 	}
 	dstRepo := harness.AnonymousRepository(t, dst.Ref("apps/fail"))
-	if tags := harness.Tags(ctx, t, dstRepo); len(tags) != 0 {
-		t.Errorf("tags after a failed copy: %q, want none", tags)
+	for _, tag := range harness.Tags(ctx, t, dstRepo) {
+		i := slices.IndexFunc(digests, func(d digest.Digest) bool { return harness.ImgpkgTag(d) == tag })
+		if i < 0 || i == 2 {
+			t.Errorf("tag %s after a failed copy; want only imgpkg tags of the images that were pushed", tag)
+			continue
+		}
+		if got := resolve(ctx, t, dstRepo, tag); got != digests[i] {
+			t.Errorf("%s -> %s, want %s", tag, got, digests[i])
+		}
+		wantAllAt(ctx, t, harness.AnonymousRepository(t, strings.Split(refs[i], "@")[0]), dstRepo, digests[i], false)
 	}
 	firstUploads := map[digest.Digest]bool{}
 	for _, rec := range dstProxy.Stats().Log {
