@@ -21,6 +21,13 @@
 // is written under a temporary name and renamed when complete; WriteTar
 // returns its sha256.
 //
+// A TarBuilder (CreateTar) writes the same tar while its blobs arrive in any
+// order, for example as downloads into a store complete: every entry's
+// offset follows from the blob sizes, each blob is copied into its slot
+// when it is ready, and the tar's hash follows the filled start of the
+// file, so little is left to do once the last blob is in. WriteTar is
+// CreateTar followed by Commit.
+//
 // # index.json
 //
 // NewIndex builds index.json from Roots, one entry per ref name. Each entry

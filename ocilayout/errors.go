@@ -43,6 +43,11 @@ var (
 	// ErrSizeMismatch means a blob's length differs from the size its
 	// descriptor gives.
 	ErrSizeMismatch = errors.New("size mismatch")
+	// ErrUnknownBlob means a blob given to TarBuilder.WriteBlob is not
+	// among the blobs its tar was created for.
+	ErrUnknownBlob = errors.New("blob not among the tar's blobs")
+	// ErrBuilderClosed means a TarBuilder was used after Commit or Abort.
+	ErrBuilderClosed = errors.New("tar builder already committed or aborted")
 	// ErrInvalidDescriptor means a descriptor has an invalid or unsupported
 	// digest or a negative size.
 	ErrInvalidDescriptor = errors.New("invalid descriptor")

@@ -65,3 +65,41 @@ func Example() {
 	// v1 registry.example/app:v1 application/vnd.oci.image.manifest.v1+json
 	// true 3 blobs, 0 problems
 }
+
+// Write the same tar while the blobs arrive, in any order and from several
+// goroutines: the layer first here, then Commit writes the rest.
+func ExampleCreateTar() {
+	ctx := context.Background()
+	blobs := memBlobs{}
+	layer := blobs.add(ocispec.MediaTypeImageLayer, []byte("layer bytes"))
+	config := blobs.add(ocispec.MediaTypeImageConfig, []byte(`{"os":"linux"}`))
+	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: config, Layers: []ocispec.Descriptor{layer}})
+	manifest := blobs.add(ocispec.MediaTypeImageManifest, m)
+	all := []ocispec.Descriptor{layer, config, manifest}
+	index, err := ocilayout.NewIndex([]ocilayout.Root{{Desc: manifest, Tag: "v1"}})
+	if err != nil {
+		panic(err)
+	}
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+
+	b, err := ocilayout.CreateTar(ctx, filepath.Join(dir, "built.tar"), all, index, ocilayout.WriteOptions{})
+	if err != nil {
+		panic(err)
+	}
+	defer b.Abort() // removes the unfinished tar on any early return
+	if err := b.WriteBlob(ctx, layer, blobs); err != nil {
+		panic(err)
+	}
+	built, err := b.Commit(ctx, blobs)
+	if err != nil {
+		panic(err)
+	}
+	written, err := ocilayout.WriteTar(ctx, filepath.Join(dir, "written.tar"), all, index, blobs, ocilayout.WriteOptions{})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(built == written)
+	// Output:
+	// true
+}

@@ -6,12 +6,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -37,11 +34,14 @@ func (f BlobOpenerFunc) OpenBlob(ctx context.Context, desc ocispec.Descriptor) (
 	return f(ctx, desc)
 }
 
-// WriteOptions tunes WriteTar and WriteDir. The zero value is ready to use.
+// WriteOptions tunes WriteTar, CreateTar and WriteDir. The zero value is
+// ready to use.
 type WriteOptions struct {
-	// OnBlob, when not nil, is called after each blob is written (or found
-	// already present by WriteDir), from the writing goroutine, in the order
-	// the blobs are written.
+	// OnBlob, when not nil, is called once for each blob after it is
+	// written (or found already present by WriteDir), from the writing
+	// goroutine, in the order the blobs are written: digest order for
+	// WriteTar; for a TarBuilder, whenever WriteBlob or Commit writes the
+	// blob into its slot, possibly from several goroutines at once.
 	OnBlob func(desc ocispec.Descriptor)
 	// SkipDigest makes WriteTar skip hashing the tar it writes and return
 	// an empty digest. Hashing costs about 1 s of CPU per GiB (SHA-NI) and
@@ -165,6 +165,8 @@ func blobPath(d digest.Digest) string {
 // for blobs of 8 GiB or more. Each blob's bytes come from src and are not
 // hashed again; a blob whose length differs from its descriptor's size fails
 // the write with ErrSizeMismatch. Every root of index must be among blobs.
+// The tar's hash reads the bytes just written, while the next blobs are
+// copied.
 //
 // With opts.Digests, a tar whose digest is remembered for the same blobs
 // and index is not hashed: the remembered digest is returned (the bytes are
@@ -176,139 +178,23 @@ func blobPath(d digest.Digest) string {
 // The temporary file is locked (flock) while it is written; before writing,
 // WriteTar removes unlocked temporary files of the same path that a killed
 // run left behind, and never those of a writer still running.
-// WriteTar is safe for concurrent use with different paths.
+// WriteTar is safe for concurrent use with different paths. It is CreateTar
+// followed by Commit; a TarBuilder writes the same tar with its blobs
+// arriving in any order.
 func WriteTar(ctx context.Context, path string, blobs []ocispec.Descriptor, index ocispec.Index, src BlobOpener, opts WriteOptions) (digest.Digest, error) {
-	return writeTar(ctx, path, blobs, index, src, opts)
-}
-
-func writeTar(ctx context.Context, path string, blobs []ocispec.Descriptor, index ocispec.Index, src BlobOpener, opts WriteOptions) (_ digest.Digest, err error) {
-	sorted, indexJSON, err := plan(blobs, index)
+	b, err := CreateTar(ctx, path, blobs, index, opts)
 	if err != nil {
 		return "", err
 	}
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return "", fmt.Errorf("create tar: %w", err)
-	}
-	defer root.Close()
-	removeStaleTemps(root, ".", func(target string) bool { return target == base })
-	tmp, f, err := createLockedTemp(root, base)
-	if err != nil {
-		return "", fmt.Errorf("create tar: %w", err)
-	}
-	tmpPath := filepath.Join(dir, tmp)
-	renamed := false
-	defer func() {
-		if err != nil {
-			f.Close()
-			if renamed {
-				root.Remove(base)
-			} else {
-				root.Remove(tmp)
-			}
-		}
-	}()
-	tw := &tarWriter{f: f}
-	var key, known digest.Digest
-	if !opts.SkipDigest && opts.Digests != nil {
-		key = tarKey(sorted, indexJSON)
-		known, _ = opts.Digests.TarDigest(key)
-		if known.Validate() != nil || known.Algorithm() != digest.SHA256 {
-			known = ""
-		}
-	}
-	if !opts.SkipDigest && known == "" {
-		tw.h = sha256.New()
-	}
-	if err := tw.writeFile(ocispec.ImageLayoutFile, layoutFile); err != nil {
-		return "", err
-	}
-	if err := tw.writeFile(ocispec.ImageIndexFile, indexJSON); err != nil {
-		return "", err
-	}
-	if err := tw.writeDir(ocispec.ImageBlobsDir + "/"); err != nil {
-		return "", err
-	}
-	var alg digest.Algorithm
-	for _, d := range sorted {
-		if d.Digest.Algorithm() != alg {
-			alg = d.Digest.Algorithm()
-			if err := tw.writeDir(ocispec.ImageBlobsDir + "/" + alg.String() + "/"); err != nil {
-				return "", err
-			}
-		}
-		if err := tw.writeBlob(ctx, d, src); err != nil {
-			return "", err
-		}
-		if opts.OnBlob != nil {
-			opts.OnBlob(d)
-		}
-	}
-	if err := tw.write(make([]byte, 2*blockSize)); err != nil { // end-of-archive marker
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		return "", fmt.Errorf("sync %s: %w", tmpPath, err)
-	}
-	if err := f.Chmod(fileMode); err != nil {
-		return "", err
-	}
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	renamed, err = commitTemp(f, func() error { return root.Rename(tmp, base) })
-	if err != nil {
-		if !renamed {
-			return "", fmt.Errorf("rename tar into place: %w", err)
-		}
-		return "", fmt.Errorf("close %s: %w", path, err)
-	}
-	syncDir(dir)
-	switch {
-	case known != "":
-		return known, nil
-	case tw.h == nil:
-		return "", nil
-	}
-	sum := digest.NewDigest(digest.SHA256, tw.h)
-	if key != "" {
-		opts.Digests.RememberTarDigest(key, sum)
-	}
-	return sum, nil
+	defer b.Abort()
+	return b.Commit(ctx, src)
 }
 
 const blockSize = 512
 
-// tarWriter writes tar entries straight into a file, hashing what it writes.
-type tarWriter struct {
-	f   *os.File
-	h   hash.Hash // nil when not hashing
-	off int64
-	buf []byte // lazily allocated copy buffer
-}
-
-func (w *tarWriter) write(b []byte) error {
-	n, err := w.f.Write(b)
-	w.off += int64(n)
-	if w.h != nil {
-		w.h.Write(b[:n])
-	}
-	if err != nil {
-		return fmt.Errorf("write tar: %w", err)
-	}
-	return nil
-}
-
 // header returns the header blocks for hdr with ferry's fixed metadata.
 // archive/tar formats them (USTAR, or PAX when the size needs it); its Writer
-// is used for that only, and the body is written by tarWriter.
+// is used for that only (see layoutTar).
 func header(name string, typ byte, size int64) ([]byte, error) {
 	hdr := &tar.Header{
 		Typeflag: typ,
@@ -327,194 +213,11 @@ func header(name string, typ byte, size int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (w *tarWriter) writeDir(name string) error {
-	h, err := header(name, tar.TypeDir, 0)
-	if err != nil {
-		return err
-	}
-	return w.write(h)
-}
-
-func (w *tarWriter) writeFile(name string, data []byte) error {
-	h, err := header(name, tar.TypeReg, int64(len(data)))
-	if err != nil {
-		return err
-	}
-	if err := w.write(h); err != nil {
-		return err
-	}
-	if err := w.write(data); err != nil {
-		return err
-	}
-	return w.pad()
-}
-
-// pad writes zeros up to the next block boundary.
-func (w *tarWriter) pad() error {
-	if r := w.off % blockSize; r != 0 {
-		return w.write(make([]byte, blockSize-r))
-	}
-	return nil
-}
-
-func (w *tarWriter) writeBlob(ctx context.Context, d ocispec.Descriptor, src BlobOpener) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	rc, err := src.OpenBlob(ctx, d)
-	if err != nil {
-		return fmt.Errorf("open blob %s: %w", d.Digest, err)
-	}
-	defer rc.Close()
-	h, err := header(blobPath(d.Digest), tar.TypeReg, d.Size)
-	if err != nil {
-		return err
-	}
-	if f, ok := rc.(*os.File); ok && isRegular(f) {
-		if err := w.checkFileSize(f, d); err != nil {
-			return err
-		}
-		if err := w.write(h); err != nil {
-			return err
-		}
-		err = w.copyFile(ctx, f, d)
-	} else {
-		if err := w.write(h); err != nil {
-			return err
-		}
-		err = w.copyStream(ctx, rc, d)
-	}
-	if err != nil {
-		return err
-	}
-	if err := ensureEOF(rc, d); err != nil {
-		return err
-	}
-	return w.pad()
-}
-
 // isRegular reports whether f is a regular file (which pread and
 // copy_file_range can read).
 func isRegular(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode().IsRegular()
-}
-
-// checkFileSize fails early when a regular file does not hold exactly the
-// blob's size from its current offset.
-func (w *tarWriter) checkFileSize(f *os.File, d ocispec.Descriptor) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil // copyFile and ensureEOF still count the bytes
-	}
-	pos, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return nil
-	}
-	if n := fi.Size() - pos; n != d.Size {
-		return fmt.Errorf("blob %s: %w: source holds %d bytes, descriptor says %d", d.Digest, ErrSizeMismatch, n, d.Size)
-	}
-	return nil
-}
-
-// copyFile copies d.Size bytes of f into the tar with copy_file_range, in
-// chunks so cancellation is noticed, while another goroutine hashes the same
-// bytes read with pread.
-func (w *tarWriter) copyFile(ctx context.Context, f *os.File, d ocispec.Descriptor) error {
-	start, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return fmt.Errorf("blob %s: %w", d.Digest, err)
-	}
-	hashDone := make(chan error, 1)
-	stop := make(chan struct{})
-	if w.h != nil {
-		go func() {
-			hashDone <- hashSection(ctx, stop, w.h, io.NewSectionReader(f, start, d.Size))
-		}()
-	} else {
-		hashDone <- nil
-	}
-	var copied int64
-	for copied < d.Size && err == nil {
-		if err = ctx.Err(); err != nil {
-			break
-		}
-		var n int64
-		n, err = io.Copy(w.f, &io.LimitedReader{R: f, N: min(copyChunk, d.Size-copied)})
-		copied += n
-		startWriteback(w.f, w.off, n)
-		w.off += n
-		if err == nil && n == 0 {
-			err = fmt.Errorf("blob %s: %w: source ended after %d bytes, descriptor says %d", d.Digest, ErrSizeMismatch, copied, d.Size)
-		}
-	}
-	if err != nil {
-		close(stop)
-	}
-	herr := <-hashDone
-	if err != nil {
-		if errors.Is(err, ErrSizeMismatch) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return err
-		}
-		return fmt.Errorf("blob %s: copy into tar: %w", d.Digest, err)
-	}
-	if herr != nil {
-		return fmt.Errorf("blob %s: %w", d.Digest, herr)
-	}
-	return nil
-}
-
-// hashSection writes the bytes of r into h until EOF, stop or cancellation.
-func hashSection(ctx context.Context, stop <-chan struct{}, h hash.Hash, r *io.SectionReader) error {
-	buf := make([]byte, bufSize)
-	for {
-		select {
-		case <-stop:
-			return nil
-		default:
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := r.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
-			if n, _ := r.Seek(0, io.SeekCurrent); n != r.Size() {
-				return fmt.Errorf("%w: source shrank while being copied", ErrSizeMismatch)
-			}
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// copyStream copies d.Size bytes of r into the tar through a buffer.
-func (w *tarWriter) copyStream(ctx context.Context, r io.Reader, d ocispec.Descriptor) error {
-	if w.buf == nil {
-		w.buf = make([]byte, bufSize)
-	}
-	var copied int64
-	for copied < d.Size {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := r.Read(w.buf[:min(int64(len(w.buf)), d.Size-copied)])
-		if n > 0 {
-			if werr := w.write(w.buf[:n]); werr != nil {
-				return werr
-			}
-			copied += int64(n)
-		}
-		if err == io.EOF && copied < d.Size {
-			return fmt.Errorf("blob %s: %w: source ended after %d bytes, descriptor says %d", d.Digest, ErrSizeMismatch, copied, d.Size)
-		}
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("blob %s: read: %w", d.Digest, err)
-		}
-	}
-	return nil
 }
 
 // ensureEOF fails when r holds more than the blob's size.

@@ -495,7 +495,9 @@ func (r *copyRun) copyToRepo(ctx context.Context) error {
 }
 
 // copyToLayout makes every blob of the graph local, then writes --to-tar
-// or --to-oci-layout from the store, file to file.
+// or --to-oci-layout from the store, file to file. A --to-tar is written
+// while the blobs download (see startTar); only what was not written by
+// then, and the end of the tar's hash, are left after the downloads.
 func (r *copyRun) copyToLayout(ctx context.Context) error {
 	o, st, g := r.o, r.st, r.g
 	plan, err := r.planForCopy(ctx, r.layoutDest())
@@ -508,16 +510,30 @@ func (r *copyRun) copyToLayout(ctx context.Context) error {
 		defer prog.stop()
 		prog.phase("fetch", gatherEstimate(plan))
 	}
-	gathered, err := graph.Gather(ctx, r.src, g, st, graph.GatherOptions{
+	opener := ocilayout.BlobOpenerFunc(st.Fetch)
+	wopts := ocilayout.WriteOptions{Digests: st}
+	var early *tarFeed
+	if o.toTar != "" {
+		if early, err = r.startTar(ctx, plan, opener, wopts); err != nil {
+			return r.layoutError(err)
+		}
+		defer early.abort() // nothing is left of a tar not committed
+	}
+	gopts := graph.GatherOptions{
 		SourceFillsLocal:        r.srcCached,
 		Concurrency:             o.concurrency,
 		IncludeNonDistributable: o.includeNonDistributable,
 		OnWarning:               r.warn,
 		WrapReader:              r.wrapReader(prog),
-	})
+	}
+	if early != nil {
+		gopts.OnBlob = early.enqueue
+	}
+	gathered, err := graph.Gather(ctx, r.src, g, st, gopts)
 	if err != nil {
 		return r.layoutError(r.describeSourceError(err, r.g.Specs))
 	}
+	early.drain()
 	index, err := ocilayout.NewIndex(layoutRoots(g, withLeftOut(gathered)))
 	if err != nil {
 		return r.layoutError(err)
@@ -528,15 +544,15 @@ func (r *copyRun) copyToLayout(ctx context.Context) error {
 	}
 	path := o.toTar + o.toLayout
 	r.logf("writing %s (%d blobs, %s)...", path, len(gathered.Blobs), humanBytes(total))
-	wopts := ocilayout.WriteOptions{Digests: st}
 	if prog != nil {
 		prog.phase("write", total)
+		prog.advance(early.written())
 		wopts.OnBlob = prog.blobDone
+		early.report(prog.blobDone)
 	}
-	opener := ocilayout.BlobOpenerFunc(st.Fetch)
 	dest := destinationJSON{Type: "oci-layout", Path: path}
 	if o.toTar != "" {
-		sum, err := ocilayout.WriteTar(ctx, o.toTar, gathered.Blobs, index, opener, wopts)
+		sum, err := early.finish(ctx, o.toTar, gathered.Blobs, index, opener, wopts)
 		if err != nil {
 			return r.layoutError(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +18,8 @@ import (
 	"oras.land/oras-go/v2/content/oci"
 
 	"github.com/ferry-oci/ferry/graph"
+	"github.com/ferry-oci/ferry/ocilayout"
+	"github.com/ferry-oci/ferry/store"
 )
 
 // copySource is an OCI layout directory written with oras-go (another
@@ -592,5 +595,317 @@ func TestLeftOutLabels(t *testing.T) {
 	want := "linux/arm64/v8, index sha256:" + d("c").Encoded()[:12] + ", windows/amd64 (not in the source), 2 attestations"
 	if got != want {
 		t.Errorf("leftOutLabels = %q, want %q", got, want)
+	}
+}
+
+// foreignSource is an OCI layout directory written with oras-go holding
+// one image whose first layer is non-distributable (its bytes are in the
+// layout too, so --include-non-distributable-layers can copy it).
+func foreignSource(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := oci.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(d ocispec.Descriptor, b []byte) ocispec.Descriptor {
+		if err := st.Push(ctx, d, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	fb := bytes.Repeat([]byte("foreign"), 300)
+	foreign := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayerNonDistributableGzip, fb) //nolint:staticcheck // what old Windows images use
+	foreign.URLs = []string{"https://example.com/layer"}
+	push(foreign, fb)
+	lb := []byte("plain layer")
+	layer := push(content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayer, lb), lb)
+	cb := []byte(`{"architecture":"amd64","os":"windows"}`)
+	cfg := push(content.NewDescriptorFromBytes(ocispec.MediaTypeImageConfig, cb), cb)
+	m, err := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{foreign, layer}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := push(content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, m), m)
+	if err := st.Tag(ctx, md, "example.com/team/win:v1"); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestPlannedTarIsGatheredTar: the tar --to-tar starts before the
+// downloads (plannedTar) is the tar of what Gather then gathers (the same
+// TarKey, so the same bytes), whatever the graph leaves out or rewrites;
+// otherwise the copy would fall back to writing the tar after the
+// downloads and gain nothing.
+func TestPlannedTarIsGatheredTar(t *testing.T) {
+	ctx := context.Background()
+	plain, multi, win := newCopySource(t).dir, newIndexSource(t).dir, foreignSource(t)
+	amd64 := []ocispec.Platform{{OS: "linux", Architecture: "amd64"}}
+	cases := []struct {
+		name      string
+		layout    string
+		platforms []ocispec.Platform
+		rewrite   bool
+		include   bool
+		blobs     int // in the tar
+	}{
+		{name: "two images sharing a layer", layout: plain, blobs: 7},
+		{name: "index, every platform", layout: multi, blobs: 7},
+		{name: "index, one platform (sparse)", layout: multi, platforms: amd64, blobs: 4},
+		{name: "index rewritten for one platform", layout: multi, platforms: amd64, rewrite: true, blobs: 4},
+		{name: "non-distributable layer left out", layout: win, blobs: 3},
+		{name: "non-distributable layer included", layout: win, include: true, blobs: 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			layout, err := openLayout(ctx, tc.layout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer layout.Close()
+			src := layoutSource{layout: layout}
+			g, err := graph.Discover(ctx, src, layoutRootSpecs(layout.Roots()), graph.DiscoverOptions{
+				CosignSignatures: true, Referrers: true, Platforms: tc.platforms, RewriteIndexes: tc.rewrite, Absent: layoutLeftOut(layout.Roots()),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs, index, err := plannedTar(ctx, src, g, nil, graph.PlanOptions{IncludeNonDistributable: tc.include})
+			if err != nil {
+				t.Fatalf("plannedTar: %v", err)
+			}
+			planned, err := ocilayout.TarKey(blobs, index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := store.Open(ctx, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			gathered, err := graph.Gather(ctx, src, g, st, graph.GatherOptions{IncludeNonDistributable: tc.include})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotIndex, err := ocilayout.NewIndex(layoutRoots(g, withLeftOut(gathered)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := ocilayout.TarKey(gathered.Blobs, gotIndex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if planned != want || len(gathered.Blobs) != tc.blobs {
+				t.Errorf("planned tar %s (%d blobs, index %s), gathered %s (%d blobs, want %d; index %s)",
+					planned, len(blobs), mustMarshal(t, index), want, len(gathered.Blobs), tc.blobs, mustMarshal(t, gotIndex))
+			}
+		})
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// feedInput is a small image for the tarFeed tests: its blobs, its index
+// and an opener serving them from memory.
+func feedInput(t *testing.T) ([]ocispec.Descriptor, ocispec.Index, ocilayout.BlobOpener) {
+	t.Helper()
+	data := map[digest.Digest][]byte{}
+	add := func(mt string, b []byte) ocispec.Descriptor {
+		d := content.NewDescriptorFromBytes(mt, b)
+		data[d.Digest] = b
+		return d
+	}
+	var layers []ocispec.Descriptor
+	for i := range 4 {
+		layers = append(layers, add(ocispec.MediaTypeImageLayer, bytes.Repeat([]byte{byte('a' + i)}, 1000*(i+1))))
+	}
+	cfg := add(ocispec.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
+	m, err := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: layers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	man := add(ocispec.MediaTypeImageManifest, m)
+	index, err := ocilayout.NewIndex([]ocilayout.Root{{Desc: man, Tag: "v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := ocilayout.BlobOpenerFunc(func(_ context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+		b, ok := data[d.Digest]
+		if !ok {
+			return nil, os.ErrNotExist
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	})
+	return append(layers, cfg, man), index, open
+}
+
+// TestTarFeed: the feed commits the tar it started when the gathered blobs
+// are those it was started for, writes it anew otherwise, and leaves
+// nothing when aborted; either way the bytes are WriteTar's.
+func TestTarFeed(t *testing.T) {
+	ctx := context.Background()
+	blobs, index, src := feedInput(t)
+	want, err := ocilayout.WriteTar(ctx, filepath.Join(t.TempDir(), "ref.tar"), blobs, index, src, ocilayout.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayer, []byte("not planned"))
+	cases := []struct {
+		name      string
+		planned   []ocispec.Descriptor // the tar is started for these
+		enqueued  []ocispec.Descriptor // Gather's OnBlob calls
+		committed bool                 // the started tar is committed, not rewritten
+	}{
+		{name: "every blob fed", planned: blobs, enqueued: blobs, committed: true},
+		{name: "some blobs fed", planned: blobs, enqueued: blobs[1:4], committed: true},
+		{name: "a blob not planned, twice a blob", planned: blobs, enqueued: append([]ocispec.Descriptor{stranger, blobs[0]}, blobs...), committed: true},
+		{name: "gathered more than planned", planned: blobs[: len(blobs)-2 : len(blobs)-2], enqueued: blobs},
+		{name: "gathered less than planned", planned: append(slices.Clone(blobs), stranger), enqueued: blobs},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out.tar")
+			// The manifest is the index's root: plan it even when cut.
+			planned := tc.planned
+			if !hasDigest(planned, blobs[len(blobs)-1]) {
+				planned = append(planned, blobs[len(blobs)-1])
+			}
+			srcWithStranger := ocilayout.BlobOpenerFunc(func(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+				if d.Digest == stranger.Digest {
+					return io.NopCloser(strings.NewReader("not planned")), nil
+				}
+				return src.OpenBlob(ctx, d)
+			})
+			f, err := startTarFeed(ctx, out, planned, index, srcWithStranger, ocilayout.WriteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.abort()
+			for _, d := range tc.enqueued {
+				f.enqueue(d)
+			}
+			f.drain()
+			f.enqueue(blobs[0]) // after drain: ignored, no panic
+			var fed int64
+			fedBefore := map[digest.Digest]bool{}
+			for _, d := range tc.enqueued {
+				if hasDigest(planned, d) && !fedBefore[d.Digest] {
+					fed += d.Size
+				}
+				fedBefore[d.Digest] = true
+			}
+			if f.written() != fed {
+				t.Errorf("written %d bytes before finish, want %d", f.written(), fed)
+			}
+			key := f.b.Key()
+			sum, err := f.finish(ctx, out, blobs, index, src, ocilayout.WriteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum != want {
+				t.Errorf("finish = %s, want WriteTar's %s", sum, want)
+			}
+			wantKey, _ := ocilayout.TarKey(blobs, index)
+			if committed := key == wantKey; committed != tc.committed {
+				t.Errorf("committed the started tar: %v, want %v", committed, tc.committed)
+			}
+			if left := listNames(t, dir); !slices.Equal(left, []string{"out.tar"}) {
+				t.Errorf("directory holds %v, want only out.tar", left)
+			}
+		})
+	}
+
+	t.Run("abort", func(t *testing.T) {
+		dir := t.TempDir()
+		f, err := startTarFeed(ctx, filepath.Join(dir, "out.tar"), blobs, index, src, ocilayout.WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.enqueue(blobs[0])
+		f.abort()
+		f.abort()
+		if left := listNames(t, dir); len(left) != 0 {
+			t.Errorf("abort left %v", left)
+		}
+		var none *tarFeed // a copy without a started tar
+		none.drain()
+		none.abort()
+		if none.written() != 0 {
+			t.Error("a nil feed wrote bytes")
+		}
+	})
+
+	t.Run("cannot create", func(t *testing.T) {
+		_, err := startTarFeed(ctx, filepath.Join(t.TempDir(), "missing", "out.tar"), blobs, index, src, ocilayout.WriteOptions{})
+		if err == nil {
+			t.Error("startTarFeed in a missing directory succeeded")
+		}
+	})
+}
+
+func hasDigest(list []ocispec.Descriptor, d ocispec.Descriptor) bool {
+	return slices.ContainsFunc(list, func(x ocispec.Descriptor) bool { return x.Digest == d.Digest })
+}
+
+func listNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestCopyToTarEveryWay: a tar written while the blobs download is the
+// same whether the copy plans for itself (plain), plans for --json, or
+// finds every blob in the store (warm), and its printed sha256 is the
+// file's.
+func TestCopyToTarEveryWay(t *testing.T) {
+	src := newCopySource(t)
+	storeDir := t.TempDir()
+	dir := t.TempDir()
+	var first []byte
+	for _, run := range []struct {
+		name string
+		args []string
+	}{
+		{"cold", nil},
+		{"warm", nil},
+		{"json", []string{"--json"}},
+	} {
+		out := filepath.Join(dir, run.name+".tar")
+		code, stdout, stderr := runIn(t, storeDir, append([]string{"copy", "--oci-layout", src.dir, "--to-tar", out}, run.args...)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s", run.name, code, stderr)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := digest.FromBytes(b)
+		if run.args == nil && stdout != sum.Encoded()+"  "+out+"\n" {
+			t.Errorf("%s: stdout %q, want the tar's sha256 and path", run.name, stdout)
+		}
+		if first == nil {
+			first = b
+		} else if !bytes.Equal(b, first) {
+			t.Errorf("%s: the tar differs from the first run's", run.name)
+		}
+	}
+	if left := listNames(t, dir); !slices.Equal(left, []string{"cold.tar", "json.tar", "warm.tar"}) {
+		t.Errorf("directory holds %v", left)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -195,4 +197,207 @@ func layoutRoots(g *graph.Graph, omitted layoutOmissions) []ocilayout.Root {
 		}
 	}
 	return roots
+}
+
+// omissionsOf is what withLeftOut says of the Gathered of g, known from
+// g alone before Gather runs: the non-distributable layers left out (none
+// with includeNonDistributable) and the indexes kept sparse.
+func omissionsOf(g *graph.Graph, includeNonDistributable bool) layoutOmissions {
+	o := layoutOmissions{skipped: map[digest.Digest][]ocispec.Descriptor{}, sparse: map[digest.Digest]bool{}}
+	for _, n := range g.Nodes {
+		if n.Rewrite == nil && len(n.LeftOut) > 0 {
+			o.sparse[n.Desc.Digest] = true
+		}
+		if !includeNonDistributable && len(n.NonDistributable) > 0 {
+			o.skipped[n.Desc.Digest] = slices.Clone(n.NonDistributable)
+		}
+	}
+	return o
+}
+
+// plannedTar lists, before Gather runs, the blobs and the index.json of
+// the layout of g that Gather and copyToLayout will give: the blobs plan
+// lists (nil plan: one is made with popts, reading the manifests, which
+// discovery left in the store, and, with a platform filter, those of the
+// children left out) and the index of layoutRoots with omissionsOf. It
+// fails when they do not make a valid tar.
+func plannedTar(ctx context.Context, src graph.Source, g *graph.Graph, plan *graph.Plan, popts graph.PlanOptions) ([]ocispec.Descriptor, ocispec.Index, error) {
+	if plan == nil {
+		popts.ThroughLocal = true
+		var err error
+		if plan, err = graph.PlanCopy(ctx, src, g, popts); err != nil {
+			return nil, ocispec.Index{}, err
+		}
+	}
+	blobs := make([]ocispec.Descriptor, len(plan.Blobs))
+	for i, pb := range plan.Blobs {
+		blobs[i] = pb.Desc
+	}
+	index, err := ocilayout.NewIndex(layoutRoots(g, omissionsOf(g, popts.IncludeNonDistributable)))
+	if err != nil {
+		return nil, ocispec.Index{}, err
+	}
+	if _, err := ocilayout.TarKey(blobs, index); err != nil {
+		return nil, ocispec.Index{}, err
+	}
+	return blobs, index, nil
+}
+
+// startTar creates the --to-tar before the downloads start, for the blobs
+// and index plannedTar gives, and returns the feed that writes each blob
+// into it as Gather makes the blob local. When plannedTar fails it returns
+// nil: the tar is then written after the downloads, as WriteTar does, and
+// that write or Gather reports the problem. Failing to create the file
+// fails the copy at once, before anything is downloaded.
+func (r *copyRun) startTar(ctx context.Context, plan *graph.Plan, src ocilayout.BlobOpener, opts ocilayout.WriteOptions) (*tarFeed, error) {
+	blobs, index, err := plannedTar(ctx, r.src, r.g, plan, graph.PlanOptions{
+		IncludeNonDistributable: r.o.includeNonDistributable,
+		Concurrency:             r.o.concurrency,
+	})
+	if err != nil {
+		return nil, nil
+	}
+	return startTarFeed(ctx, r.o.toTar, blobs, index, src, opts)
+}
+
+// startTarFeed creates the tar at path for blobs and index and starts the
+// goroutine that writes the blobs queued by enqueue.
+func startTarFeed(ctx context.Context, path string, blobs []ocispec.Descriptor, index ocispec.Index, src ocilayout.BlobOpener, opts ocilayout.WriteOptions) (*tarFeed, error) {
+	f := &tarFeed{src: src, done: make(chan struct{})}
+	f.ready = sync.NewCond(&f.mu)
+	opts.OnBlob = f.wrote
+	var err error
+	if f.b, err = ocilayout.CreateTar(ctx, path, blobs, index, opts); err != nil {
+		return nil, err
+	}
+	go f.run(ctx)
+	return f, nil
+}
+
+// tarFeed writes a --to-tar while Gather downloads its blobs: Gather's
+// OnBlob queues each blob as it becomes local, and one goroutine copies it
+// from the store into its slot of the tar (an ocilayout.TarBuilder), so
+// the downloads never wait for the tar. Of the blobs waiting, the first in
+// digest order (the tar's order) goes first: the tar's hash, which follows
+// the filled start of the tar, then moves on as early as it can. A nil
+// *tarFeed does nothing, and its finish writes the whole tar after the
+// downloads (WriteTar).
+type tarFeed struct {
+	b   *ocilayout.TarBuilder
+	src ocilayout.BlobOpener
+
+	mu      sync.Mutex
+	ready   *sync.Cond           // on mu: a blob was queued, or closed
+	pending []ocispec.Descriptor // queued, sorted by digest
+	closed  bool
+	done    chan struct{} // closed when run returns
+
+	bytes  atomic.Int64             // written into the tar
+	onBlob func(ocispec.Descriptor) // set by report once run has returned
+}
+
+// enqueue is Gather's OnBlob: it queues desc for the tar. Safe for
+// concurrent use; it never waits for the tar.
+func (f *tarFeed) enqueue(desc ocispec.Descriptor) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(f.pending, desc.Digest, func(d ocispec.Descriptor, t digest.Digest) int {
+		return strings.Compare(string(d.Digest), string(t))
+	})
+	f.pending = slices.Insert(f.pending, i, desc)
+	f.ready.Signal()
+}
+
+// next waits for a queued blob and takes the first in digest order; false
+// once drained.
+func (f *tarFeed) next() (ocispec.Descriptor, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(f.pending) == 0 && !f.closed {
+		f.ready.Wait()
+	}
+	if len(f.pending) == 0 {
+		return ocispec.Descriptor{}, false
+	}
+	desc := f.pending[0]
+	f.pending = f.pending[1:]
+	return desc, true
+}
+
+// run writes the queued blobs into the tar. A blob it cannot write is left
+// to finish, which writes it again or reports the error: Gather reports a
+// non-distributable layer (--include-non-distributable-layers) before it
+// fetches it, and a blob the plan does not list has no slot.
+func (f *tarFeed) run(ctx context.Context) {
+	defer close(f.done)
+	for {
+		desc, ok := f.next()
+		if !ok {
+			return
+		}
+		_ = f.b.WriteBlob(ctx, desc, f.src)
+	}
+}
+
+// wrote is the builder's OnBlob.
+func (f *tarFeed) wrote(desc ocispec.Descriptor) {
+	f.bytes.Add(desc.Size)
+	if f.onBlob != nil {
+		f.onBlob(desc)
+	}
+}
+
+// drain stops taking blobs and waits for run to write those queued.
+func (f *tarFeed) drain() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	f.closed = true
+	f.ready.Broadcast()
+	f.mu.Unlock()
+	<-f.done
+}
+
+// abort stops the writes in flight and removes the unfinished tar; after
+// finish it does nothing.
+func (f *tarFeed) abort() {
+	if f == nil {
+		return
+	}
+	f.b.Abort()
+	f.drain()
+}
+
+// written is the bytes written into the tar so far.
+func (f *tarFeed) written() int64 {
+	if f == nil {
+		return 0
+	}
+	return f.bytes.Load()
+}
+
+// report sends the blobs written from now on to fn too; call it after
+// drain.
+func (f *tarFeed) report(fn func(ocispec.Descriptor)) {
+	if f != nil {
+		f.onBlob = fn
+	}
+}
+
+// finish completes the tar at path of blobs and index, as gathered: it
+// commits the tar started before the downloads when that was made for the
+// same blobs and index (the same TarKey: the same bytes), writing what is
+// not in it yet, and otherwise writes it anew with WriteTar.
+func (f *tarFeed) finish(ctx context.Context, path string, blobs []ocispec.Descriptor, index ocispec.Index, src ocilayout.BlobOpener, opts ocilayout.WriteOptions) (digest.Digest, error) {
+	if f != nil {
+		if key, err := ocilayout.TarKey(blobs, index); err == nil && key == f.b.Key() {
+			return f.b.Commit(ctx, src)
+		}
+		f.abort()
+	}
+	return ocilayout.WriteTar(ctx, path, blobs, index, src, opts)
 }
