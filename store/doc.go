@@ -23,7 +23,10 @@
 // writes of one large blob (over 256 KiB) are serialised by a file lock, and a
 // process that needs a blob another one is downloading waits for it and then
 // reads it from disk. Smaller blobs are written without the lock: each writer
-// renames a complete, verified copy of the same bytes into place.
+// renames (or links) a complete, verified copy of the same bytes into place.
+// They are not synced to disk one by one; after a power loss, a process
+// hashes a small blob's file before it first trusts it, and one that lost
+// its bytes counts as absent and is fetched again (see [Store.Fetch]).
 //
 // The package never prints. containerd's local store may log through
 // containerd/log (logrus) on its own, for instance a warning that fs-verity is

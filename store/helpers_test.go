@@ -116,26 +116,33 @@ func (b *blobServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var written int64
 	defer func() {
 		b.mu.Lock()
-		b.bodyBytes += written
 		b.requests = append(b.requests, served{rangeHeader: rangeHeader, status: status, bytes: written})
 		b.mu.Unlock()
 	}()
+	// Body bytes are counted as they are sent (not when the handler
+	// returns), so that a client that has read them all sees them counted.
+	count := func(n int) {
+		written += int64(n)
+		b.mu.Lock()
+		b.bodyBytes += int64(n)
+		b.mu.Unlock()
+	}
 	for len(body) > 0 {
 		chunk := body[:min(len(body), 32<<10)]
 		if cutAfter >= 0 && written+int64(len(chunk)) > cutAfter {
 			chunk = chunk[:cutAfter-written]
 			n, _ := w.Write(chunk)
-			written += int64(n)
+			count(n)
 			w.(http.Flusher).Flush()
 			panic(http.ErrAbortHandler) // drop the connection mid-body
 		}
 		n, err := w.Write(chunk)
-		written += int64(n)
+		count(n)
 		if err != nil {
 			return
 		}
 		body = body[n:]
-		if delay > 0 {
+		if delay > 0 && len(body) > 0 {
 			w.(http.Flusher).Flush()
 			time.Sleep(delay)
 		}

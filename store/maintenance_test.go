@@ -143,6 +143,20 @@ func TestFetchRecordsLastUse(t *testing.T) {
 			t.Errorf("%s: last use %v, want now", name, got)
 		}
 	}
+	// A use within useGranularity of the recorded one is not written.
+	recent := time.Now().Add(-useGranularity / 2).Truncate(time.Second)
+	for name, use := range map[string]func() error{
+		"Fetch":    func() error { rc, err := s.Fetch(ctx, desc); rc.Close(); return err },
+		"BlobPath": func() error { _, err := s.BlobPath(desc.Digest); return err },
+	} {
+		setLastUse(t, s, desc.Digest, recent)
+		if err := use(); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastUse(); !got.Equal(recent) {
+			t.Errorf("%s: last use %v rewritten, want %v kept (within %v)", name, got, recent, useGranularity)
+		}
+	}
 	// Exists and Verify are not uses.
 	setLastUse(t, s, desc.Digest, old)
 	if _, err := s.Exists(ctx, desc); err != nil {

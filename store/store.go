@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -70,6 +72,12 @@ type Store struct {
 
 	smallMu       sync.Mutex
 	smallInFlight map[digest.Digest]chan struct{} // small blobs being downloaded by this process
+
+	noAnonymous atomic.Bool // writeAnonymous is not available for this root
+
+	// intact holds the small blobs (digest.Digest) this process wrote or
+	// hashed: their files are known to hold their bytes (see writeSmall).
+	intact sync.Map
 }
 
 // Statically pin what the store satisfies.
@@ -138,15 +146,37 @@ func (s *Store) Root() string { return s.root }
 // blobPath is where a committed blob with digest d lives (whether or not it
 // exists).
 func (s *Store) blobPath(d digest.Digest) (string, error) {
-	if err := d.Validate(); err != nil {
-		return "", fmt.Errorf("blob %q: %w: %v", d, ErrInvalidDescriptor, err)
+	if err := validDigest(d); err != nil {
+		return "", err
 	}
 	return filepath.Join(s.root, "blobs", d.Algorithm().String(), d.Encoded()), nil
 }
 
+// validDigest checks d as d.Validate does, without its regular expression
+// in the common case (sha256: 64 lowercase hex digits); every store call
+// checks its digest, some twice.
+func validDigest(d digest.Digest) error {
+	if hex, ok := strings.CutPrefix(string(d), "sha256:"); ok && len(hex) == 64 && isLowerHex(hex) {
+		return nil
+	}
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("blob %q: %w: %v", d, ErrInvalidDescriptor, err)
+	}
+	return nil
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 func validate(desc ocispec.Descriptor) error {
-	if err := desc.Digest.Validate(); err != nil {
-		return fmt.Errorf("blob %q: %w: %v", desc.Digest, ErrInvalidDescriptor, err)
+	if err := validDigest(desc.Digest); err != nil {
+		return err
 	}
 	if desc.Size < 0 {
 		return fmt.Errorf("blob %s: %w: size %d", desc.Digest, ErrInvalidDescriptor, desc.Size)
@@ -155,7 +185,8 @@ func validate(desc ocispec.Descriptor) error {
 }
 
 // BlobPath returns the path of the committed blob d, for copying it file to
-// file (it was verified at commit and is read-only). It records a use of the
+// file (it was verified at commit and is read-only; a small blob's file is
+// checked as [Store.Exists] says). It records a use of the
 // blob for [Store.Prune]. It fails with [ErrNotFound] when d is not committed.
 // A concurrent Prune or Verify may remove the file after BlobPath returns.
 func (s *Store) BlobPath(d digest.Digest) (string, error) {
@@ -163,13 +194,17 @@ func (s *Store) BlobPath(d digest.Digest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(p); err != nil {
+	fi, err := os.Stat(p)
+	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("blob %s: %w", d, ErrNotFound)
 		}
 		return "", fmt.Errorf("blob %s: %w", d, err)
 	}
-	s.touch(p)
+	if err := s.checkSmallPath(p, d, fi.Size()); err != nil {
+		return "", err
+	}
+	s.touchUsed(p, fi.ModTime())
 	return p, nil
 }
 
@@ -179,6 +214,20 @@ func (s *Store) BlobPath(d digest.Digest) (string, error) {
 func (s *Store) touch(p string) {
 	// A failure only makes prune think the blob is older than it is.
 	_ = os.Chtimes(p, time.Time{}, time.Now())
+}
+
+// useGranularity is how precisely the last use of a blob is recorded: a
+// use less than this after the recorded one is not written, which saves a
+// write of the file's metadata for every read of a blob committed or used a
+// moment ago (a blob read several times in one run).
+const useGranularity = time.Minute
+
+// touchUsed is touch for a blob file whose modification time is mtime.
+func (s *Store) touchUsed(p string, mtime time.Time) {
+	if since := time.Since(mtime); since >= 0 && since < useGranularity {
+		return
+	}
+	s.touch(p)
 }
 
 // committed reports whether a blob with digest d is committed (whatever
@@ -197,6 +246,9 @@ func (s *Store) committed(d digest.Digest) (bool, error) {
 
 // Exists reports whether the blob desc is committed in the store. A committed
 // blob whose size differs from desc.Size is an error wrapping [ErrSizeMismatch].
+// The file of a small blob (256 KiB or less) that this process has not
+// written or read before is hashed first: one whose bytes a power loss
+// spoilt (see [Store.Fetch]) is not committed.
 func (s *Store) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	if err := validate(desc); err != nil {
 		return false, err
@@ -209,6 +261,12 @@ func (s *Store) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, erro
 	if err != nil {
 		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
+	if err := s.checkSmallPath(p, desc.Digest, fi.Size()); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
 	if fi.Size() != desc.Size {
 		return false, fmt.Errorf("blob %s: %w: the store has %d bytes, the descriptor says %d", desc.Digest, ErrSizeMismatch, fi.Size(), desc.Size)
 	}
@@ -219,6 +277,13 @@ func (s *Store) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, erro
 // fails with [ErrNotFound] when the blob is not committed, and with
 // [ErrSizeMismatch] when the committed blob's size differs from desc.Size.
 // The returned reader is an *os.File (seekable, with ReadAt).
+//
+// Small blobs (256 KiB or less) are written without waiting for the disk
+// (see writeSmall), so after a power loss the file of one written just
+// before may hold other bytes. The first time a process opens (or asks
+// [Store.Exists] about) a small blob it did not write, its file is hashed;
+// one that does not hold the blob's bytes counts as not committed
+// ([ErrNotFound]), and a new download replaces it.
 func (s *Store) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	if err := validate(desc); err != nil {
 		return nil, err
@@ -268,11 +333,15 @@ func (s *Store) openBlob(desc ocispec.Descriptor) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
+	if err := s.checkSmallFile(f, desc.Digest, fi.Size()); err != nil {
+		f.Close()
+		return nil, err
+	}
 	if fi.Size() != desc.Size {
 		f.Close()
 		return nil, fmt.Errorf("blob %s: %w: the store has %d bytes, the descriptor says %d", desc.Digest, ErrSizeMismatch, fi.Size(), desc.Size)
 	}
-	s.touch(p)
+	s.touchUsed(p, fi.ModTime())
 	return f, nil
 }
 
@@ -342,7 +411,7 @@ func (s *Store) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) 
 // verified, written in one piece, without the ingest lock (see
 // smallBlobMax).
 func (s *Store) pushSmall(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
-	data, err := io.ReadAll(io.LimitReader(r, desc.Size+1))
+	data, err := readSmall(r, desc.Size)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}

@@ -183,7 +183,8 @@ func TestPushWaitsForConcurrentWriter(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
 	s1, s2 := openStore(t, root), openStore(t, root)
-	blob, desc := randomBlob(t, 10_000)
+	// Over smallBlobMax: smaller blobs take no ingest lock (see smallBlobMax).
+	blob, desc := randomBlob(t, smallBlobMax+10_000)
 	lock, err := s1.lockIngest(ctx, desc.Digest)
 	if err != nil {
 		t.Fatal(err)
@@ -216,5 +217,32 @@ func TestPushWaitsForConcurrentWriter(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(root, "locks"))
 	if len(entries) != 1 {
 		t.Errorf("locks/ holds %d files, want only the held lock's", len(entries))
+	}
+}
+
+// TestValidDigest: the store's digest check agrees with go-digest's.
+func TestValidDigest(t *testing.T) {
+	hex64 := strings.Repeat("0123456789abcdef", 4)
+	for _, d := range []digest.Digest{
+		digest.Digest("sha256:" + hex64),
+		digest.Digest("sha256:" + strings.ToUpper(hex64)),
+		digest.Digest("sha256:" + hex64[:63]),
+		digest.Digest("sha256:" + hex64 + "0"),
+		digest.Digest("sha256:" + hex64[:63] + "g"),
+		digest.Digest("sha512:" + hex64 + hex64),
+		digest.Digest("sha512:" + hex64),
+		digest.Digest("md5:" + hex64[:32]),
+		digest.Digest(hex64),
+		digest.Digest(""),
+		digest.Digest("sha256:"),
+	} {
+		want := d.Validate() == nil
+		err := validDigest(d)
+		if (err == nil) != want {
+			t.Errorf("validDigest(%q) = %v, want valid %v", d, err, want)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidDescriptor) {
+			t.Errorf("validDigest(%q) = %v, want ErrInvalidDescriptor", d, err)
+		}
 	}
 }
