@@ -61,6 +61,11 @@ type CopyOptions struct {
 	// blob whose digest does not match fails. Calls may come from several
 	// goroutines at once.
 	WrapReader func(desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser
+	// Plan, when not nil, is the plan PlanCopy made of this copy just
+	// before, with PlanOptions.Dest the same destination: what it asked the
+	// destination is not asked again (see PlanOptions.Dest). nil, or a plan
+	// made without Dest, means the copy asks for itself.
+	Plan *Plan
 }
 
 // BlobOutcome says what a copy did with one blob, for CopyOptions.OnBlob.
@@ -134,6 +139,7 @@ func CopyToRepo(ctx context.Context, src Source, g *Graph, dst oras.Target, opts
 	c := newCopier(src, g, guardSparse(dst, g), opts)
 	c.dst = dst
 	c.tagOnPush(g, dst)
+	c.usePlan(opts.Plan)
 	c.warnNonDistributable(g)
 	if err := c.copyGraph(ctx, g); err != nil {
 		return nil, err

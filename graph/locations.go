@@ -15,6 +15,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry"
 
 	"github.com/ferry-oci/ferry/lockfile"
 )
@@ -115,10 +116,17 @@ func imageLocationsImage(locs *lockfile.ImageLocations) (manifest memBlob, blobs
 	return newMemBlob(ocispec.MediaTypeImageManifest, mJSON), []memBlob{config, layer}, nil
 }
 
-// pushImageLocations pushes the ImageLocations cache image of every followed
-// bundle and tags it sha256-<bundle hex>.image-locations.imgpkg.
+// pushImageLocations writes the ImageLocations cache image of every
+// followed bundle, tagged sha256-<bundle hex>.image-locations.imgpkg (see
+// writeImageLocations). CopyToRepo calls it once every other upload
+// succeeded, so the tag never points at the locations of a bundle whose
+// images are not all there.
 func (c *copier) pushImageLocations(ctx context.Context, g *Graph) error {
 	bundles := g.Bundles()
+	backoff := defaultUploadBackoff
+	if up := uploadsOf(c.blobs); up != nil {
+		backoff = up.backoff
+	}
 	return forEach(ctx, len(bundles), func(ctx context.Context, i int) error {
 		b := bundles[i]
 		if err := c.limit.acquire(ctx); err != nil {
@@ -129,16 +137,71 @@ func (c *copier) pushImageLocations(ctx context.Context, g *Graph) error {
 		if err != nil {
 			return fmt.Errorf("bundle %s: %w", b.Ref, err)
 		}
-		for _, blob := range append(blobs, m) {
-			if err := pushBytesIfMissing(ctx, c.dst, blob.desc, blob.data); err != nil {
-				return fmt.Errorf("bundle %s: image locations: %w", b.Ref, err)
-			}
-		}
-		if err := ensureTagBytes(ctx, c.dst, m.desc, m.data, ImageLocationsTag(b.Desc.Digest)); err != nil {
+		if err := writeImageLocations(ctx, c.dst, m, blobs, ImageLocationsTag(b.Desc.Digest), backoff); err != nil {
 			return fmt.Errorf("bundle %s: image locations: %w", b.Ref, err)
 		}
 		return nil
 	})
+}
+
+// defaultUploadBackoff is the first wait before an upload is restarted.
+const defaultUploadBackoff = 200 * time.Millisecond
+
+// writeImageLocations makes tag point at the image m with its blobs (the
+// config and the layer) in dst, in as few requests as it can. The image's
+// bytes are a function of its content (imageLocationsImage), so a tag that
+// already points at m means that all of it is there: one HEAD, nothing
+// written (a second copy). Otherwise (a first copy, or a tag that points at
+// another image, say one imgpkg wrote) the blobs dst lacks are pushed, all
+// at once, and then the manifest: on a registry (registry.ReferencePusher)
+// by its tag, one PUT that stores it and points the tag at it; elsewhere by
+// digest, then tagged. Each request that fails for a transient reason (429,
+// 5xx, a cut connection; see transientPushError) is repeated up to
+// uploadRetries times, waiting backoff, then twice as long each time.
+func writeImageLocations(ctx context.Context, dst oras.Target, m memBlob, blobs []memBlob, tag string, backoff time.Duration) error {
+	if cur, err := dst.Resolve(ctx, tag); err == nil && cur.Digest == m.desc.Digest {
+		return nil
+	}
+	// Any other answer (missing, elsewhere, an error): write it all.
+	err := forEach(ctx, len(blobs), func(ctx context.Context, i int) error {
+		return retryTransient(ctx, backoff, func() error {
+			return pushBytesIfMissing(ctx, dst, blobs[i].desc, blobs[i].data)
+		})
+	})
+	if err != nil {
+		return err
+	}
+	if rp, ok := dst.(registry.ReferencePusher); ok {
+		return retryTransient(ctx, backoff, func() error {
+			if err := rp.PushReference(ctx, m.desc, bytes.NewReader(m.data), tag); err != nil {
+				return fmt.Errorf("push %s as %s: %w", m.desc.Digest, tag, err)
+			}
+			return nil
+		})
+	}
+	if err := retryTransient(ctx, backoff, func() error {
+		return pushBytesIfMissing(ctx, dst, m.desc, m.data)
+	}); err != nil {
+		return err
+	}
+	return retryTransient(ctx, backoff, func() error { return putTag(ctx, dst, m.desc, nil, tag) })
+}
+
+// retryTransient calls fn, and again while it fails for a transient reason
+// (transientPushError), up to uploadRetries more times, waiting backoff
+// before the first repeat and twice as long before each next one. fn must
+// be safe to repeat (it sends bytes in hand).
+func retryTransient(ctx context.Context, backoff time.Duration, fn func() error) error {
+	err := fn()
+	wait := backoff
+	for attempt := 0; attempt < uploadRetries && err != nil && transientPushError(err) && ctx.Err() == nil; attempt++ {
+		if werr := sleep(ctx, wait); werr != nil {
+			return werr
+		}
+		wait *= 2
+		err = fn()
+	}
+	return err
 }
 
 // pushBytesIfMissing pushes small in-memory content (a manifest, a config)

@@ -2,11 +2,16 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry"
 )
 
 // mediaTypeArtifactManifest is the (withdrawn) OCI artifact manifest, which
@@ -21,8 +26,19 @@ type PlanOptions struct {
 	// holds are not fetched from the source). nil means there is none.
 	Local content.ReadOnlyStorage
 	// Dest is the destination, asked with Exists (for a registry, one HEAD
-	// request per blob or manifest). nil means it holds nothing.
+	// request per blob or manifest). nil means it holds nothing. Without
+	// ThroughLocal, when Dest is a registry (registry.ReferencePusher and
+	// content.Resolver, as a remote repository is), a node's manifest is
+	// asked for by the tag CopyToRepo gives it (see RepoBasedTags), as the
+	// copy asks: one HEAD that says whether the manifest is there and
+	// tagged. A node whose tag is missing or points elsewhere is planned as
+	// the copy does it: its manifest is written again (by its tag) and what
+	// it refers to is asked for.
 	Dest content.ReadOnlyStorage
+	// RepoBasedTags says the copy tags nodes with RepoBasedTag instead of
+	// sha256-<hex>.imgpkg (CopyOptions.RepoBasedTags): the plan asks Dest
+	// for those tags.
+	RepoBasedTags bool
 	// ThroughLocal says that the copy makes every blob local before it
 	// writes it, as [Gather] does for a layout: what Dest has is then still
 	// fetched when Local lacks it, and is only reported. Without it the
@@ -100,7 +116,8 @@ type NodePlan struct {
 	// Node is the graph node.
 	Node *Node
 	// AtDest is true when the destination already has the node's manifest
-	// or index.
+	// or index; asked of a registry by the node's tag (see PlanOptions.Dest),
+	// it also means that the tag points at it.
 	AtDest bool
 	// Bytes counts the blobs first reached from this node.
 	Bytes PlanBytes
@@ -148,6 +165,19 @@ type Plan struct {
 	LeftOutChildren []LeftOutChildPlan
 	// Total counts every blob once.
 	Total PlanBytes
+
+	// asked holds what the destination answered, by digest, when the plan
+	// followed the copy's walk (PlanOptions.Dest without ThroughLocal), for
+	// CopyOptions.Plan. Read-only.
+	asked map[digest.Digest]destAnswer
+}
+
+// destAnswer is what a destination answered about one digest: whether it
+// has it, asked by tag (the manifest is there and tag points at it) or, when
+// tag is "", by digest.
+type destAnswer struct {
+	tag     string
+	present bool
 }
 
 // PlanCopy computes, without copying anything, what copying g from src
@@ -158,7 +188,9 @@ type Plan struct {
 //
 // PlanCopy reads every manifest and index of the graph through src (a
 // caching source keeps them; discovery has usually read them already), asks
-// opts.Local and opts.Dest with Exists, and reads no config or layer. It
+// opts.Local and opts.Dest with Exists (a registry's node manifests by their
+// tags, see PlanOptions.Dest), and reads no config or layer. What Dest
+// answered is kept in the plan for the copy (CopyOptions.Plan). It
 // follows the copy's rules: without opts.ThroughLocal, content below a
 // manifest the destination has is not asked about (a registry never holds
 // a manifest without its blobs). Blobs the copy mounts from another
@@ -180,6 +212,14 @@ func PlanCopy(ctx context.Context, src Source, g *Graph, opts PlanOptions) (*Pla
 		pruned:  prunedChildren(g),
 		extra:   g.extra,
 		unread:  map[digest.Digest]bool{},
+		asked:   map[digest.Digest]destAnswer{},
+	}
+	if !opts.ThroughLocal && opts.Dest != nil {
+		if _, ok := opts.Dest.(registry.ReferencePusher); ok {
+			if res, ok := opts.Dest.(content.Resolver); ok {
+				p.tags, p.resolver = askByTag(g, opts.RepoBasedTags), res
+			}
+		}
 	}
 	p.source = p.route
 	if len(g.extra) > 0 {
@@ -191,6 +231,9 @@ func PlanCopy(ctx context.Context, src Source, g *Graph, opts PlanOptions) (*Pla
 	plan := p.attribute(g)
 	if err := p.locate(ctx, g, plan); err != nil {
 		return nil, err
+	}
+	if len(p.asked) > 0 {
+		plan.asked = p.asked
 	}
 	index := make(map[*Node]int, len(plan.Nodes))
 	for i, np := range plan.Nodes {
@@ -237,6 +280,34 @@ type planner struct {
 	kids    map[digest.Digest][]ocispec.Descriptor // manifest -> distributable successors
 	foreign map[digest.Digest][]ocispec.Descriptor // manifest -> non-distributable layers
 	unread  map[digest.Digest]bool                 // left-out children the source lacks
+
+	// Set by PlanCopy, read-only afterwards: the tags nodes are asked for
+	// by (askByTag) and what resolves them (Dest), or nil.
+	tags     map[digest.Digest]string
+	resolver content.Resolver
+
+	mu    sync.Mutex
+	asked map[digest.Digest]destAnswer // written by walkDest
+}
+
+// askByTag lists, for each node's manifest the copy pushes by its tag or
+// finds by it (tagOnPush), that tag: its first node's sha256-<hex>.imgpkg,
+// or RepoBasedTag when repoBased. Signatures, referrers and sparse
+// indexes (pushed by digest, tagged after the copy) are left out.
+func askByTag(g *Graph, repoBased bool) map[digest.Digest]string {
+	sparse := sparseIndexes(g)
+	ask := make(map[digest.Digest]string)
+	for _, j := range nodeTags(g, repoBased) {
+		d := j.desc.Digest
+		if _, ok := sparse[d]; ok {
+			continue
+		}
+		if _, ok := ask[d]; ok {
+			continue
+		}
+		ask[d] = j.tag
+	}
+	return ask
 }
 
 // hasSuccessors reports whether oras-go's Successors reads a descriptor of
@@ -472,7 +543,7 @@ func (p *planner) walkDest(ctx context.Context, g *Graph, atDest, needed map[dig
 		}
 	}
 	for len(frontier) > 0 {
-		has, err := p.exists(ctx, p.opts.Dest, frontier, "destination")
+		has, err := p.exists(ctx, destAsker{p}, frontier, "destination")
 		if err != nil {
 			return err
 		}
@@ -494,6 +565,56 @@ func (p *planner) walkDest(ctx context.Context, g *Graph, atDest, needed map[dig
 	return nil
 }
 
+// destAsker is the destination as walkDest asks it: a node's manifest by
+// its tag when the plan has one for it (as retryingStorage.Exists does),
+// anything else by digest. It records each answer in the planner's asked.
+type destAsker struct{ p *planner }
+
+func (a destAsker) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	p := a.p
+	if tag := p.tags[desc.Digest]; tag != "" {
+		cur, err := p.resolver.Resolve(ctx, tag)
+		switch {
+		case err == nil && cur.Digest == desc.Digest:
+			p.record(desc.Digest, destAnswer{tag: tag, present: true})
+			return true, nil
+		case err == nil || errors.Is(err, errdef.ErrNotFound):
+			p.record(desc.Digest, destAnswer{tag: tag})
+			return false, nil
+		}
+		// Any other answer: ask for the manifest itself, as the copy does.
+	}
+	ok, err := p.opts.Dest.Exists(ctx, desc)
+	if err == nil {
+		p.record(desc.Digest, destAnswer{present: ok})
+	}
+	return ok, err
+}
+
+func (a destAsker) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	return a.p.opts.Dest.Fetch(ctx, desc)
+}
+
+func (p *planner) record(d digest.Digest, a destAnswer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.asked[d] = a
+}
+
+// answered returns whether the plan found the digest d at the
+// destination, and whether it asked as the copy asks: by tag when tag (the
+// copy's tagAs) is not "", by digest when it is. A nil plan knows nothing.
+func (pl *Plan) answered(d digest.Digest, tag string) (present, ok bool) {
+	if pl == nil {
+		return false, false
+	}
+	a, ok := pl.asked[d]
+	if !ok || a.tag != tag {
+		return false, false
+	}
+	return a.present, true
+}
+
 // exists asks st about every descriptor, concurrently under the limit.
 func (p *planner) exists(ctx context.Context, st content.ReadOnlyStorage, descs []ocispec.Descriptor, what string) ([]bool, error) {
 	out := make([]bool, len(descs))
@@ -510,4 +631,16 @@ func (p *planner) exists(ctx context.Context, st content.ReadOnlyStorage, descs 
 		return nil
 	})
 	return out, err
+}
+
+// usePlan hands the copy's uploads what pl found at the destination, so
+// that retryingStorage.Exists answers from it instead of asking again: a
+// blob or manifest it found is taken as there (and a tag found pointing at
+// a manifest as done), one it did not find is sent without asking. The
+// answers are as old as the plan; a copy started right after it takes no
+// more risk than one that asks for itself and then writes.
+func (c *copier) usePlan(pl *Plan) {
+	if up := uploadsOf(c.blobs); up != nil && pl != nil && len(pl.asked) > 0 {
+		up.plan = pl
+	}
 }

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/memory"
 	"oras.land/oras-go/v2/registry/remote/errcode"
@@ -379,5 +383,292 @@ func TestPlanBytesToWrite(t *testing.T) {
 	b := PlanBytes{Total: 100, Fetch: 60, Local: 10, Dest: 30}
 	if got := b.ToWrite(); got != 70 {
 		t.Errorf("ToWrite = %d, want 70", got)
+	}
+}
+
+// headsOf keeps the HEAD calls of a wireTarget log, without the verb.
+func headsOf(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		if what, ok := strings.CutPrefix(c, "HEAD "); ok {
+			out = append(out, what)
+		}
+	}
+	return out
+}
+
+// TestPlanAsksNodesByTag: against a registry, the plan asks for each
+// node's manifest by the tag the copy gives it (one HEAD, never also by
+// digest), anything else by digest, each once; a node whose manifest is
+// there but untagged, or whose tag points elsewhere, is planned as the copy
+// does it (its manifest written again, what it refers to asked for). A copy
+// given the plan asks the destination nothing the plan asked, and does
+// the same as a copy that asks for itself.
+func TestPlanAsksNodesByTag(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	g := discover(t, w.src, RootSpec{Ref: "src.io/bundle:v1", Kind: RootBundle})
+	nodeTag := map[digest.Digest]string{}
+	for _, n := range g.Nodes {
+		nodeTag[n.Desc.Digest] = ImgpkgTag(n.Desc.Digest)
+	}
+	if len(nodeTag) != 5 {
+		t.Fatalf("%d nodes, want 5", len(nodeTag))
+	}
+	locTags := []string{ImageLocationsTag(w.o.Digest), ImageLocationsTag(w.i.Digest)}
+
+	// An empty destination: every node asked by its tag, the rest by digest.
+	dst := newWireTarget()
+	p, err := PlanCopy(ctx, w.src, g, PlanOptions{Dest: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSums(t, p, true)
+	heads := headsOf(dst.log(0))
+	for d, tag := range nodeTag {
+		if countOf(heads, tag) != 1 || countOf(heads, d.String()) != 0 {
+			t.Errorf("node %s: tag asked %d times, digest %d times; want 1 and 0", d, countOf(heads, tag), countOf(heads, d.String()))
+		}
+	}
+	if len(heads) != len(p.Blobs) || len(slices.Compact(slices.Sorted(slices.Values(heads)))) != len(heads) {
+		t.Errorf("plan asked %d times (%v) for %d blobs, want each once", len(heads), heads, len(p.Blobs))
+	}
+	if p.Total.Dest != 0 || p.Total.Fetch != p.Total.Total {
+		t.Errorf("plan of an empty destination: %+v", p.Total)
+	}
+	// The copy given the plan asks only for the ImageLocations images.
+	mark := len(dst.log(0))
+	res, err := CopyToRepo(ctx, w.src, g, dst, CopyOptions{DestRepo: "dst.io/apps", Plan: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyHeads := headsOf(dst.log(mark))
+	for _, h := range copyHeads {
+		if slices.Contains(heads, h) {
+			t.Errorf("the copy asked %s again", h)
+		}
+	}
+	if len(copyHeads) != 6 { // the 2 ImageLocations tags, their configs and layers
+		t.Errorf("the copy asked %v, want only the 2 ImageLocations images (6)", copyHeads)
+	}
+	if res.BytesPushed != p.Total.ToWrite() {
+		t.Errorf("copy pushed %d bytes, the plan said %d", res.BytesPushed, p.Total.ToWrite())
+	}
+	// A copy that asks for itself writes the same.
+	self := newWireTarget()
+	if _, err := CopyToRepo(ctx, w.src, g, self, CopyOptions{DestRepo: "dst.io/apps"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(headsOf(self.log(0))), len(copyHeads)+len(heads); got != want {
+		t.Errorf("copy without the plan asked %d times, want %d", got, want)
+	}
+	for _, tag := range append(slices.Collect(maps.Values(nodeTag)), append(locTags, "v1")...) {
+		if a, b := resolveTag(t, dst.countingTarget, tag), resolveTag(t, self.countingTarget, tag); a.Digest != b.Digest {
+			t.Errorf("%s -> %s with the plan, %s without", tag, a.Digest, b.Digest)
+		}
+	}
+	if a, b := dst.log(mark), self.log(0); countPuts(a) != countPuts(b) {
+		t.Errorf("with the plan %d writes, without %d", countPuts(a), countPuts(b))
+	}
+
+	// Everything there: the plan asks each node's tag once and nothing
+	// else; the copy given it asks only the ImageLocations tags and v1.
+	mark = len(dst.log(0))
+	p2, err := PlanCopy(ctx, w.src, g, PlanOptions{Dest: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads = headsOf(dst.log(mark))
+	if want := slices.Sorted(maps.Values(nodeTag)); !slices.Equal(slices.Sorted(slices.Values(heads)), want) {
+		t.Errorf("second plan asked %v, want the node tags %v", heads, want)
+	}
+	for _, np := range p2.Nodes {
+		if !np.AtDest || np.Bytes.Dest != np.Bytes.Total {
+			t.Errorf("node %s = %+v, want at the destination", np.Node.Ref, np)
+		}
+	}
+	mark = len(dst.log(0))
+	if _, err := CopyToRepo(ctx, w.src, g, dst, CopyOptions{DestRepo: "dst.io/apps", Plan: p2}); err != nil {
+		t.Fatal(err)
+	}
+	calls := dst.log(mark)
+	if want := slices.Sorted(slices.Values(append(slices.Clone(locTags), "v1"))); !slices.Equal(slices.Sorted(slices.Values(headsOf(calls))), want) || countPuts(calls) != 0 {
+		t.Errorf("second copy with the plan: %v, want only %v asked and nothing written", calls, want)
+	}
+}
+
+func countPuts(calls []string) int {
+	n := 0
+	for _, c := range calls {
+		if !strings.HasPrefix(c, "HEAD ") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestPlanNodeTagMissing: a node's manifest found by digest but not by its
+// tag (missing, elsewhere) is planned to be written, and what it refers to
+// is asked for; a destination that is not a registry is asked by digest
+// and says the node is there. A plan that asked other tags than the copy
+// gives, or asked by digest, does not answer for the copy.
+func TestPlanNodeTagMissing(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	g := discover(t, w.src, RootSpec{Ref: ref("src.io/app1", w.a)})
+	imgpkgTag, repoTag := ImgpkgTag(w.a.Digest), RepoBasedTag(ref("src.io/app1", w.a), w.a.Digest)
+	var below []string // app1's config and layers
+	for _, d := range blobsOf(t, w.src.store("src.io/app1"), w.a) {
+		if d.Digest != w.a.Digest {
+			below = append(below, d.Digest.String())
+		}
+	}
+	if len(below) != 3 {
+		t.Fatalf("app1 has %d blobs below its manifest, want 3", len(below))
+	}
+	tests := []struct {
+		name       string
+		tag        string // app1's manifest is tagged so at the destination
+		elsewhere  bool   // tag points at app2 instead
+		planRepo   bool   // PlanOptions.RepoBasedTags
+		copyRepo   bool   // CopyOptions.RepoBasedTags
+		failTags   bool   // tags cannot be resolved (500)
+		wantAtDest bool
+		wantAsked  []string // by the plan
+		copyAsks   []string // what the copy asks again
+	}{
+		{name: "tagged", tag: imgpkgTag, wantAtDest: true, wantAsked: []string{imgpkgTag}},
+		{name: "untagged", wantAsked: append([]string{imgpkgTag}, below...)},
+		{name: "tag elsewhere", tag: imgpkgTag, elsewhere: true, wantAsked: append([]string{imgpkgTag}, below...)},
+		{name: "repo-based tag", tag: repoTag, planRepo: true, copyRepo: true, wantAtDest: true, wantAsked: []string{repoTag}},
+		{name: "plan asked another tag", tag: imgpkgTag, copyRepo: true, wantAtDest: true, wantAsked: []string{imgpkgTag},
+			copyAsks: append([]string{repoTag}, below...)},
+		{name: "tags failing", tag: imgpkgTag, failTags: true, wantAtDest: true, wantAsked: []string{imgpkgTag, w.a.Digest.String()},
+			copyAsks: []string{imgpkgTag}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := newWireTarget()
+			store := dst.countingTarget.Store
+			if err := oras.CopyGraph(ctx, w.src.store("src.io/app1"), store, w.a, oras.CopyGraphOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.tag != "" {
+				to := w.a
+				if tc.elsewhere {
+					if err := oras.CopyGraph(ctx, w.src.store("src.io/app2"), store, w.b, oras.CopyGraphOptions{}); err != nil {
+						t.Fatal(err)
+					}
+					to = w.b
+				}
+				if err := store.Tag(ctx, to, tc.tag); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.failTags {
+				dst.fail = func(call string) error {
+					if strings.HasPrefix(call, "HEAD sha256-") && strings.HasSuffix(call, ".imgpkg") {
+						return &errcode.ErrorResponse{Method: http.MethodHead, StatusCode: http.StatusInternalServerError}
+					}
+					return nil
+				}
+			}
+			p, err := PlanCopy(ctx, w.src, g, PlanOptions{Dest: dst, RepoBasedTags: tc.planRepo})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSums(t, p, true)
+			np := nodePlanOf(t, p, w.a.Digest)
+			if np.AtDest != tc.wantAtDest {
+				t.Errorf("app1 at the destination: %v, want %v", np.AtDest, tc.wantAtDest)
+			}
+			// Only the manifest is to write: what it refers to is there.
+			if want := map[bool]int64{false: w.a.Size, true: 0}[tc.wantAtDest]; np.Bytes.ToWrite() != want {
+				t.Errorf("app1 has %d bytes to write, want %d", np.Bytes.ToWrite(), want)
+			}
+			asked := headsOf(dst.log(0))
+			if !slices.Equal(slices.Sorted(slices.Values(asked)), slices.Sorted(slices.Values(tc.wantAsked))) {
+				t.Errorf("plan asked %v, want %v", asked, tc.wantAsked)
+			}
+			dst.fail = nil
+			mark := len(dst.log(0))
+			if _, err := CopyToRepo(ctx, w.src, g, dst, CopyOptions{RepoBasedTags: tc.copyRepo, Plan: p}); err != nil {
+				t.Fatal(err)
+			}
+			calls := dst.log(mark)
+			if got := headsOf(calls); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(tc.copyAsks))) {
+				t.Errorf("copy asked %v, want %v", got, tc.copyAsks)
+			}
+			tag := map[bool]string{false: imgpkgTag, true: repoTag}[tc.copyRepo]
+			if got := resolveTag(t, dst.countingTarget, tag); got.Digest != w.a.Digest {
+				t.Errorf("%s -> %s after the copy, want %s", tag, got.Digest, w.a.Digest)
+			}
+			for _, d := range below {
+				if slices.Contains(calls, "PUT "+d) {
+					t.Errorf("copy pushed %s, which the destination had", d)
+				}
+			}
+		})
+	}
+
+	// Asked by digest (not a registry), the untagged manifest is there.
+	st := newCountingTarget()
+	if err := oras.CopyGraph(ctx, w.src.store("src.io/app1"), st.Store, w.a, oras.CopyGraphOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := PlanCopy(ctx, w.src, g, PlanOptions{Dest: newExistsCounter(st.Store)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if np := nodePlanOf(t, p, w.a.Digest); !np.AtDest || len(p.asked) != 1 || p.asked[w.a.Digest] != (destAnswer{present: true}) {
+		t.Errorf("asked by digest: app1 at the destination %v, answers %v; want true, and only the manifest found by digest", np.AtDest, p.asked)
+	}
+}
+
+// TestAskByTagMatchesTagOnPush: the plan asks the tags the copy asks.
+func TestAskByTagMatchesTagOnPush(t *testing.T) {
+	w := newWorld(t)
+	g := discover(t, w.src, RootSpec{Ref: "src.io/bundle:v1", Kind: RootBundle})
+	for _, repoBased := range []bool{false, true} {
+		c := newCopier(w.src, g, newRegistryTarget(), CopyOptions{RepoBasedTags: repoBased})
+		c.tagOnPush(g, newRegistryTarget())
+		want := uploadsOf(c.blobs).tagAs
+		got := askByTag(g, repoBased)
+		if len(got) != 5 || !maps.Equal(got, want) {
+			t.Errorf("repo-based %v: plan asks %v, copy %v", repoBased, got, want)
+		}
+	}
+}
+
+// TestPlanSparseIndexAskedByDigest: an index pushed without some children
+// (sparse) is asked for by digest, as the copy asks, and a rewritten one
+// by its tag; a copy given the plan asks neither again.
+func TestPlanSparseIndexAskedByDigest(t *testing.T) {
+	ctx := context.Background()
+	w := newPlatformWorld(t)
+	for _, rewrite := range []bool{false, true} {
+		g := w.discover(t, DiscoverOptions{Platforms: platforms(t, "linux/amd64"), RewriteIndexes: rewrite})
+		root := g.Roots[0].Desc.Digest
+		dst := newWireTarget()
+		p, err := PlanCopy(ctx, w.src, g, PlanOptions{Dest: dst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads := headsOf(dst.log(0))
+		byTag, byDigest := countOf(heads, ImgpkgTag(root)), countOf(heads, root.String())
+		if want := map[bool][2]int{false: {0, 1}, true: {1, 0}}[rewrite]; [2]int{byTag, byDigest} != want {
+			t.Errorf("rewrite %v: index asked by tag %d times, by digest %d times; want %v", rewrite, byTag, byDigest, want)
+		}
+		mark := len(dst.log(0))
+		if _, err := CopyToRepo(ctx, w.src, g, dst, CopyOptions{DestRepo: "dst.io/apps", Plan: p}); err != nil {
+			t.Fatal(err)
+		}
+		again := headsOf(dst.log(mark))
+		if slices.Contains(again, ImgpkgTag(root)) || slices.Contains(again, root.String()) {
+			t.Errorf("rewrite %v: the copy asked for the index again: %v", rewrite, again)
+		}
+		if got := resolveTag(t, dst.countingTarget, ImgpkgTag(root)); got.Digest != root {
+			t.Errorf("rewrite %v: index tag -> %s, want %s", rewrite, got.Digest, root)
+		}
 	}
 }

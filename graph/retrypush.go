@@ -56,6 +56,7 @@ type retryingStorage struct {
 	byTag     registry.ReferencePusher // pushes by tag (set with tagAs)
 	resolver  content.Resolver         // resolves tags (set with tagAs)
 	virtual   digest.Digest            // a root that is never at the destination
+	plan      *Plan                    // what a plan just found at the destination (CopyOptions.Plan), or nil
 
 	mu     sync.Mutex
 	pushed map[digest.Digest][]byte // manifests pushed; nil bytes once over the budget
@@ -72,6 +73,12 @@ type retryingStorage struct {
 func (s *retryingStorage) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	if s.virtual != "" && desc.Digest == s.virtual {
 		return false, nil
+	}
+	if present, ok := s.plan.answered(desc.Digest, s.tagAs[desc.Digest]); ok {
+		if tag := s.tagAs[desc.Digest]; present && tag != "" {
+			s.noteTagged(desc.Digest, tag)
+		}
+		return present, nil
 	}
 	if tag := s.tagAs[desc.Digest]; tag != "" && s.resolver != nil {
 		cur, err := s.resolver.Resolve(ctx, tag)

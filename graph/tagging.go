@@ -48,18 +48,9 @@ func (c *copier) tagOnPush(g *Graph, dst oras.Target) {
 	if !ok || up == nil {
 		return
 	}
-	sparse := sparseIndexes(g)
-	ask := make(map[digest.Digest]string)
+	ask := askByTag(g, c.opts.RepoBasedTags)
 	push := make(map[digest.Digest]bool)
-	for _, j := range nodeTags(g, c.opts.RepoBasedTags) {
-		d := j.desc.Digest
-		if _, ok := sparse[d]; ok {
-			continue
-		}
-		if _, ok := ask[d]; ok {
-			continue
-		}
-		ask[d] = j.tag
+	for d := range ask {
 		if n := c.byDigest[d]; n == nil || n.Lock == nil {
 			push[d] = true
 		}
@@ -146,15 +137,6 @@ func pushTag(ctx context.Context, dst oras.Target, up *retryingStorage, desc oci
 		if body, err = up.manifest(ctx, desc); err != nil {
 			return fmt.Errorf("tag %s as %s: %w", desc.Digest, tag, err)
 		}
-	}
-	return putTag(ctx, dst, desc, body, tag)
-}
-
-// ensureTagBytes tags desc, whose manifest bytes are in hand, unless tag
-// points at it already: a HEAD and, when needed, one PUT.
-func ensureTagBytes(ctx context.Context, dst oras.Target, desc ocispec.Descriptor, body []byte, tag string) error {
-	if cur, err := dst.Resolve(ctx, tag); err == nil && cur.Digest == desc.Digest {
-		return nil
 	}
 	return putTag(ctx, dst, desc, body, tag)
 }

@@ -393,6 +393,7 @@ func (r *copyRun) plan(ctx context.Context) error {
 		Dest:                    dest,
 		ThroughLocal:            o.toRepo == "",
 		IncludeNonDistributable: o.includeNonDistributable,
+		RepoBasedTags:           o.repoBasedTags,
 		Concurrency:             o.concurrency,
 	})
 	if err != nil {
@@ -428,6 +429,7 @@ func (r *copyRun) planForCopy(ctx context.Context, dest content.ReadOnlyStorage)
 		Dest:                    dest,
 		ThroughLocal:            r.o.toRepo == "",
 		IncludeNonDistributable: r.o.includeNonDistributable,
+		RepoBasedTags:           r.o.repoBasedTags,
 		Concurrency:             r.o.concurrency,
 	})
 }
@@ -456,6 +458,7 @@ func (r *copyRun) copyToRepo(ctx context.Context) error {
 		Concurrency:             o.concurrency,
 		IncludeNonDistributable: o.includeNonDistributable,
 		RepoBasedTags:           o.repoBasedTags,
+		Plan:                    plan,
 		DestRepo:                destRepo,
 		SameRegistry:            func(repo string) bool { return registryHost(repo) == r.dst.Registry },
 		OnCopy: func(n *graph.Node, skipped bool) {
