@@ -88,6 +88,10 @@ type DiscoverOptions struct {
 // recorded on the index node. Requests run concurrently, bounded by
 // 4 × opts.Concurrency.
 //
+// The graph keeps the bytes of the manifests and indexes read (nodes and
+// index children, up to 16 MiB in all), so that [Gather] need not fetch
+// them again.
+//
 // With opts.Platforms, each index keeps only the children of those
 // platforms (Node.LeftOut lists the others); with opts.RewriteIndexes,
 // root indexes are replaced by new ones listing only the children kept
@@ -131,7 +135,28 @@ func Discover(ctx context.Context, src Source, roots []RootSpec, opts DiscoverOp
 		}
 	}
 	g.Nodes = depthFirst(g.Roots)
+	g.manifests = d.bodies
 	return g, nil
+}
+
+// maxKeptManifestBodies bounds the manifest bytes Discover keeps in the
+// graph for the copy (Graph.manifests): beyond it, manifests are read from
+// the source again.
+const maxKeptManifestBodies = 16 << 20
+
+// keep holds body, the verified content of the manifest or index dg, for
+// the copy, while the budget lasts.
+func (d *discoverer) keep(dg digest.Digest, body []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.bodies[dg]; ok || d.kept+int64(len(body)) > maxKeptManifestBodies {
+		return
+	}
+	if d.bodies == nil {
+		d.bodies = make(map[digest.Digest][]byte)
+	}
+	d.bodies[dg] = body
+	d.kept += int64(len(body))
 }
 
 // rootTag is the tag to apply for a root: its Tag, else the tag in its Ref.
@@ -186,6 +211,8 @@ type discoverer struct {
 	mu       sync.Mutex
 	nodes    map[digest.Digest]*Node
 	expanded map[*Node]bool
+	bodies   map[digest.Digest][]byte // manifests read, kept for the copy (see keep)
+	kept     int64                    // bytes held in bodies
 
 	hookMu sync.Mutex
 }
@@ -489,6 +516,9 @@ func (d *discoverer) signatures(ctx context.Context, n *Node) error {
 // bundle or not, and its non-distributable layers.
 func (d *discoverer) classify(ctx context.Context, n *Node, t oras.ReadOnlyTarget, desc ocispec.Descriptor, body []byte) error {
 	n.Desc = desc
+	if isIndex(desc.MediaType) || isImageManifest(desc.MediaType) {
+		d.keep(desc.Digest, body)
+	}
 	switch {
 	case isIndex(desc.MediaType):
 		n.Index = true
@@ -566,6 +596,7 @@ func (d *discoverer) walkIndex(ctx context.Context, t oras.ReadOnlyTarget, dg di
 		if err != nil {
 			return fmt.Errorf("child %s: %w", c.Digest, err)
 		}
+		d.keep(c.Digest, raw)
 		if isImageManifest(c.MediaType) {
 			var m ocispec.Manifest
 			if err := json.Unmarshal(raw, &m); err != nil {

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
 
 	"github.com/ferry-oci/ferry/bundle"
 )
@@ -463,4 +466,91 @@ func (t *gatedTarget) Resolve(ctx context.Context, reference string) (ocispec.De
 func (t *gatedTarget) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	defer t.enter()()
 	return t.ReadOnlyTarget.Fetch(ctx, desc)
+}
+
+// verifiesAll is a source that says it verifies whatever it serves.
+type verifiesAll struct{}
+
+func (verifiesAll) Verifies(ocispec.Descriptor, io.Reader) bool { return true }
+
+// TestReadVerified checks the reading of manifests and configs: bytes
+// other than the descriptor's are refused when the source does not verify
+// them itself, and a source that does is trusted (not hashed a second time).
+func TestReadVerified(t *testing.T) {
+	body := []byte(`{"schemaVersion":2,"config":{}}`)
+	desc := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, body)
+	flipped := bytes.Clone(body)
+	flipped[5] ^= 0x01
+	cases := []struct {
+		name    string
+		src     any
+		serve   []byte
+		desc    ocispec.Descriptor
+		want    []byte
+		wantErr error
+	}{
+		{"sound", nil, body, desc, body, nil},
+		{"wrong bytes", nil, flipped, desc, nil, ErrDigestMismatch},
+		{"too long", nil, append(bytes.Clone(body), ' '), desc, nil, content.ErrTrailingData},
+		{"too short", nil, body[:len(body)-1], desc, nil, io.ErrUnexpectedEOF},
+		{"verifying source, sound", verifiesAll{}, body, desc, body, nil},
+		{"verifying source trusted", verifiesAll{}, flipped, desc, flipped, nil},
+		{"verifying source, too long", verifiesAll{}, append(bytes.Clone(body), ' '), desc, nil, content.ErrTrailingData},
+		{"verifying source, too short", verifiesAll{}, body[:len(body)-1], desc, nil, io.ErrUnexpectedEOF},
+		{"empty", nil, nil, content.NewDescriptorFromBytes(ocispec.MediaTypeImageConfig, nil), []byte{}, nil},
+		{"over the limit", nil, body, ocispec.Descriptor{Digest: desc.Digest, Size: maxMetadataBytes + 1}, nil, ErrTooLarge},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readVerified(tc.src, tc.desc, io.NopCloser(bytes.NewReader(tc.serve)))
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("readVerified: %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tc.want) {
+				t.Errorf("read %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDiscoverKeepsManifests checks that Discover keeps the verified bytes
+// of every manifest and index it read, nodes and index children, for the
+// copy, and that it stops keeping once the budget is spent.
+func TestDiscoverKeepsManifests(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	g := discover(t, w.src, RootSpec{Ref: "src.io/bundle:v1", Kind: RootBundle})
+	repos := map[digest.Digest]string{w.a.Digest: "src.io/app1", w.b.Digest: "src.io/app2", w.m.Digest: "src.io/multi",
+		w.m1.Digest: "src.io/multi", w.m2.Digest: "src.io/multi", w.i.Digest: "src.io/inner", w.o.Digest: "src.io/bundle"}
+	for _, m := range []ocispec.Descriptor{w.a, w.b, w.m, w.m1, w.m2, w.i, w.o} {
+		want, err := content.FetchAll(ctx, w.src.store(repos[m.Digest]), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := g.manifests[m.Digest]; !bytes.Equal(got, want) {
+			t.Errorf("kept %q for %s, want %q", got, m.Digest, want)
+		}
+	}
+	if len(g.manifests) != 7 {
+		t.Errorf("kept %d manifests, want 7 (no configs or layers)", len(g.manifests))
+	}
+
+	d := &discoverer{}
+	big := make([]byte, maxKeptManifestBodies-10)
+	d.keep("sha256:big", big)
+	d.keep("sha256:over", make([]byte, 11))
+	d.keep("sha256:fits", make([]byte, 10))
+	d.keep("sha256:big", []byte("again"))
+	if _, ok := d.bodies["sha256:over"]; ok {
+		t.Error("kept a body over the budget")
+	}
+	if _, ok := d.bodies["sha256:fits"]; !ok || len(d.bodies["sha256:big"]) != len(big) || d.kept != maxKeptManifestBodies {
+		t.Errorf("kept %d bytes in %d bodies, want the budget, %d, in 2", d.kept, len(d.bodies), maxKeptManifestBodies)
+	}
 }

@@ -116,7 +116,7 @@ func fetchManifest(ctx context.Context, t oras.ReadOnlyTarget, reference string)
 		if d.Size > maxMetadataBytes {
 			return ocispec.Descriptor{}, nil, fmt.Errorf("manifest %s is %d bytes: %w", d.Digest, d.Size, ErrTooLarge)
 		}
-		if body, err = content.ReadAll(rc, d); err != nil {
+		if body, err = readVerified(t, d, rc); err != nil {
 			return ocispec.Descriptor{}, nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
 		}
 		desc = d
@@ -157,7 +157,37 @@ func fetchSmall(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor)
 	if desc.Size > maxMetadataBytes {
 		return nil, fmt.Errorf("%s is %d bytes: %w", desc.Digest, desc.Size, ErrTooLarge)
 	}
-	return content.FetchAll(ctx, f, desc)
+	rc, err := f.Fetch(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return readVerified(f, desc, rc)
+}
+
+// readVerified reads rc, fetched from src for desc (of at most
+// maxMetadataBytes), to its end and returns its bytes, failing with
+// ErrDigestMismatch or a size error when they are not desc's. The bytes are
+// hashed here only when src does not verify them itself (see verified), so
+// content the store already checked is not hashed twice.
+func readVerified(src any, desc ocispec.Descriptor, rc io.ReadCloser) ([]byte, error) {
+	if desc.Size < 0 || desc.Size > maxMetadataBytes {
+		return nil, fmt.Errorf("%s is %d bytes: %w", desc.Digest, desc.Size, ErrTooLarge)
+	}
+	// One allocation of Size+1 bytes: reading Size bytes and then the end
+	// (io.EOF, where a verifying reader reports a mismatch) fills at most
+	// Size of them; a byte more means the content is too long.
+	buf := make([]byte, desc.Size+1)
+	n, err := io.ReadFull(verified(src, desc, rc), buf)
+	switch {
+	case err == nil:
+		return nil, fmt.Errorf("%s: more than %d bytes: %w", desc.Digest, desc.Size, content.ErrTrailingData)
+	case err != io.EOF && err != io.ErrUnexpectedEOF:
+		return nil, err
+	case int64(n) != desc.Size:
+		return nil, fmt.Errorf("%s: %d of %d bytes: %w", desc.Digest, n, desc.Size, io.ErrUnexpectedEOF)
+	}
+	return buf[:n], nil
 }
 
 // sniffMediaType reads the mediaType field of a manifest, or guesses from its

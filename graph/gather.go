@@ -28,7 +28,10 @@ type GatherOptions struct {
 	// SourceFillsLocal says that src already writes what it serves into
 	// local, as a caching store in front of registries does: blobs are then
 	// read through once and not pushed into local a second time (which
-	// would also wait on the ingest the read itself holds).
+	// would also wait on the ingest the read itself holds). A blob of at
+	// most 256 KiB that local has once src's Fetch returned (ferry's store
+	// commits small blobs before) is not read at all, unless WrapReader is
+	// set (it sees every byte).
 	SourceFillsLocal bool
 	// OnBlob, when not nil, is called once for every blob as it is made
 	// local. Calls may come
@@ -58,14 +61,21 @@ type Gathered struct {
 // and lists them. It is the first half of writing an OCI layout: the second
 // half copies the listed blobs from local into a directory or a tar.
 //
-// Manifests local already has are read again so that every blob they
-// reference is checked, not only the manifest itself. The children indexes
+// Manifests local already has are walked again so that every blob they
+// reference is checked, not only the manifest itself. The manifests and
+// indexes Discover read are taken from g (verified then) rather than
+// fetched from src again; WrapReader still sees them. The children indexes
 // leave out (Node.LeftOut) are not gathered; Gathered.LeftOut lists those
 // of the indexes kept sparse. Errors say "fetch into the local store".
 func Gather(ctx context.Context, src Source, g *Graph, local content.Storage, opts GatherOptions) (*Gathered, error) {
 	var dst content.Storage = descendAlways{local}
 	if opts.SourceFillsLocal {
-		dst = readThrough{descendAlways{local}}
+		dst = descendAlways{&readThrough{
+			Storage:  local,
+			bodies:   g.manifests,
+			skipRead: opts.WrapReader == nil,
+			bufs:     &sync.Pool{New: func() any { return new([readThroughBuffer]byte) }},
+		}}
 	}
 	c := newCopier(src, g, dst, CopyOptions{
 		Concurrency:             opts.Concurrency,
@@ -74,6 +84,11 @@ func Gather(ctx context.Context, src Source, g *Graph, local content.Storage, op
 		WrapReader:              opts.WrapReader,
 	})
 	c.gather = true
+	if len(g.manifests) > 0 {
+		// The manifests Discover read come from memory, verified then:
+		// the source is not asked for them a second time.
+		c.source = extraBlobs{ReadOnlyStorage: c.source, blobs: g.manifests, wrap: opts.WrapReader}
+	}
 	var mu sync.Mutex
 	blobs := map[digest.Digest]ocispec.Descriptor{}
 	c.seen = func(desc ocispec.Descriptor) {
@@ -125,35 +140,60 @@ func (d descendAlways) Exists(ctx context.Context, desc ocispec.Descriptor) (boo
 	return d.Storage.Exists(ctx, desc)
 }
 
-// readThrough is local storage filled by the source itself: pushing a blob
-// only reads it to its end (the source commits it into local as it streams,
-// verified) and then checks that local has it. Manifests and indexes, which
-// a source may serve without storing them (a tag fetched while another
-// process held the digest's ingest), are read into memory and pushed when
-// local still lacks them.
-type readThrough struct{ content.Storage }
+// readThroughBuffer is the size of the buffers readThrough drains large
+// blobs with.
+const readThroughBuffer = 1 << 20
 
-func (r readThrough) Push(ctx context.Context, desc ocispec.Descriptor, rd io.Reader) error {
+// readThrough is local storage filled by the source itself: the source
+// commits a blob into local as it streams it, verified, so pushing a blob
+// only reads it to its end (when the source commits it at the end) and then
+// checks that local has it.
+//
+// Manifests and indexes, which a source may serve without storing them (a
+// tag fetched while another process held the digest's ingest), are pushed
+// into local when it lacks them: from bodies, the verified bytes Discover
+// kept (the reader is then not read, and nothing is hashed again), or else
+// read from the reader and checked.
+//
+// Safe for concurrent use.
+type readThrough struct {
+	content.Storage
+	// bodies are the manifests and indexes Discover read, verified, by
+	// digest (Graph.manifests); nil when none. Read-only.
+	bodies map[digest.Digest][]byte
+	// skipRead says that nobody watches the bytes stream (no WrapReader):
+	// a small blob local already has (the source commits it before its
+	// Fetch returns, as ferry's store does) is then not read at all.
+	skipRead bool
+	// bufs holds *[readThroughBuffer]byte for draining large blobs.
+	bufs *sync.Pool
+}
+
+func (r *readThrough) Push(ctx context.Context, desc ocispec.Descriptor, rd io.Reader) error {
 	if isImageManifest(desc.MediaType) || isIndex(desc.MediaType) {
-		// Read to EOF (not just Size bytes): a caching source commits
-		// before it returns EOF, so local has it afterwards.
-		body, err := io.ReadAll(io.LimitReader(rd, maxMetadataBytes+1))
-		if err != nil {
-			return err
-		}
-		if int64(len(body)) != desc.Size || digest.FromBytes(body) != desc.Digest {
-			return fmt.Errorf("%s: %w", desc.Digest, ErrDigestMismatch)
+		body, ok := r.bodies[desc.Digest]
+		if !ok || int64(len(body)) != desc.Size {
+			// Read to EOF (not just Size bytes): a caching source commits
+			// before it returns EOF, so local has it afterwards.
+			var err error
+			if body, err = io.ReadAll(io.LimitReader(rd, maxMetadataBytes+1)); err != nil {
+				return err
+			}
+			if int64(len(body)) != desc.Size || digest.FromBytes(body) != desc.Digest {
+				return fmt.Errorf("%s: %w", desc.Digest, ErrDigestMismatch)
+			}
 		}
 		if ok, err := r.Storage.Exists(ctx, desc); err != nil || ok {
 			return err
 		}
 		return r.Storage.Push(ctx, desc, bytes.NewReader(body))
 	}
-	// A large buffer, and io.Discard hidden behind a plain writer (its own
-	// ReadFrom reads 8 KiB at a time): each read becomes one network read
-	// and one store write, so small reads would multiply the system calls.
-	buf := make([]byte, 1<<20)
-	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, rd, buf); err != nil {
+	if r.skipRead && desc.Size <= largeBlobBytes {
+		if ok, err := r.Storage.Exists(ctx, desc); err != nil || ok {
+			return err
+		}
+	}
+	if err := r.drain(desc, rd); err != nil {
 		return err
 	}
 	ok, err := r.Storage.Exists(ctx, desc)
@@ -164,4 +204,21 @@ func (r readThrough) Push(ctx context.Context, desc ocispec.Descriptor, rd io.Re
 		return fmt.Errorf("%s: read through the source but not in local storage", desc.Digest)
 	}
 	return nil
+}
+
+// drain reads rd, the source's reader of desc, to its end. Large reads, and
+// io.Discard hidden behind a plain writer (its own ReadFrom reads 8 KiB at
+// a time): each read becomes one network read and one store write, so small
+// reads would multiply the system calls. A small blob gets a buffer of its
+// size (plus the byte that meets the end), a large one a pooled buffer.
+func (r *readThrough) drain(desc ocispec.Descriptor, rd io.Reader) error {
+	discard := struct{ io.Writer }{io.Discard}
+	if desc.Size >= 0 && desc.Size <= largeBlobBytes {
+		_, err := io.CopyBuffer(discard, rd, make([]byte, desc.Size+1))
+		return err
+	}
+	buf := r.bufs.Get().(*[readThroughBuffer]byte)
+	defer r.bufs.Put(buf)
+	_, err := io.CopyBuffer(discard, rd, buf[:])
+	return err
 }

@@ -207,7 +207,8 @@ type Graph struct {
 	// each node, then its signatures, its referrers, then its images.
 	Nodes []*Node
 
-	extra map[digest.Digest][]byte // indexes written by DiscoverOptions.RewriteIndexes
+	extra     map[digest.Digest][]byte // indexes written by DiscoverOptions.RewriteIndexes
+	manifests map[digest.Digest][]byte // manifests and indexes Discover read (verified), within a budget; read-only
 }
 
 // Bundles returns the bundle nodes (followed bundles only, Lock != nil) in
