@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,12 +55,13 @@ type CopyOptions struct {
 	// may come from several goroutines at once.
 	OnBlob func(desc ocispec.Descriptor, how BlobOutcome)
 	// WrapReader, when not nil, wraps every reader the copy opens on the
-	// source (a caching source may serve it from the local store), for
-	// example to count bytes for a progress display. It must return a
-	// reader of the same bytes that closes rc when it is closed. The bytes
-	// are verified below the wrapper: a read that reaches the end of a
-	// blob whose digest does not match fails. Calls may come from several
-	// goroutines at once.
+	// source (a caching source may serve it from the local store; the
+	// manifests Discover kept are served from memory), for example to
+	// count bytes for a progress display; each manifest is read once. It
+	// must return a reader of the same bytes that closes rc when it is
+	// closed. The bytes are verified below the wrapper: a read that
+	// reaches the end of a blob whose digest does not match fails. Calls
+	// may come from several goroutines at once.
 	WrapReader func(desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser
 	// Plan, when not nil, is the plan PlanCopy made of this copy just
 	// before, with PlanOptions.Dest the same destination: what it asked the
@@ -130,7 +132,9 @@ type Result struct {
 //     without them (sparse), and when dst refuses it for that, the error is
 //     a *SparseIndexError (ErrSparseIndexRefused) naming the index and the
 //     registry setting that allows it. Indexes Discover rewrote are pushed
-//     from memory.
+//     from memory, and so are the manifests and indexes it read (verified
+//     then): the source is not asked for them again, and their bytes are
+//     not hashed again.
 //
 // Tags already pointing at the right digest are not re-applied. CopyToRepo
 // is safe for concurrent use if src and dst are, though two copies into one
@@ -176,7 +180,13 @@ func newCopier(src Source, g *Graph, blobs content.Storage, opts CopyOptions) *c
 	}
 	c.source = c.route
 	if len(g.extra) > 0 {
-		c.source = extraBlobs{ReadOnlyStorage: c.route, blobs: g.extra, wrap: opts.WrapReader}
+		c.source = extraBlobs{ReadOnlyStorage: c.source, blobs: g.extra, wrap: opts.WrapReader}
+	}
+	if len(g.manifests) > 0 {
+		// The manifests Discover read come from memory, verified then:
+		// the source is not asked for them (nor the store read) again.
+		// WrapReader still sees their bytes, once, when they are pushed.
+		c.source = extraBlobs{ReadOnlyStorage: c.source, blobs: g.manifests, wrap: opts.WrapReader}
 	}
 	for _, n := range g.Nodes {
 		c.byDigest[n.Desc.Digest] = n
@@ -184,7 +194,60 @@ func newCopier(src Source, g *Graph, blobs content.Storage, opts CopyOptions) *c
 	}
 	// Uploads cut by the destination restart from the source (the store).
 	c.blobs = withUploadRetries(blobs, c.source.Fetch)
+	if up := uploadsOf(c.blobs); up != nil {
+		up.known = [2]map[digest.Digest][]byte{g.manifests, g.extra}
+	}
 	return c
+}
+
+// knownManifest returns the verified bytes of the manifest or index desc
+// that Discover kept (read, or written by RewriteIndexes), or nil.
+func (c *copier) knownManifest(desc ocispec.Descriptor) []byte {
+	if up := uploadsOf(c.blobs); up != nil {
+		return up.knownBody(desc)
+	}
+	return nil
+}
+
+// successors lists what the manifest or index desc refers to, as oras-go's
+// content.Successors does, from the verified bytes Discover kept when it
+// has them (no fetch, no hash), otherwise fetched through fetcher (oras-go's
+// cache in front of the source).
+func (c *copier) successors(ctx context.Context, fetcher content.Fetcher, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	body := c.knownManifest(desc)
+	if body == nil {
+		return content.Successors(ctx, fetcher, desc)
+	}
+	switch desc.MediaType {
+	case ocispec.MediaTypeImageManifest, mediaTypeDockerManifest:
+		var m struct {
+			Subject *ocispec.Descriptor  `json:"subject"`
+			Config  ocispec.Descriptor   `json:"config"`
+			Layers  []ocispec.Descriptor `json:"layers"`
+		}
+		if err := json.Unmarshal(body, &m); err != nil {
+			return nil, err
+		}
+		out := make([]ocispec.Descriptor, 0, 2+len(m.Layers))
+		if m.Subject != nil && desc.MediaType == ocispec.MediaTypeImageManifest {
+			out = append(out, *m.Subject) // oras-go reads no subject in a Docker manifest
+		}
+		out = append(out, m.Config)
+		return append(out, m.Layers...), nil
+	case ocispec.MediaTypeImageIndex, mediaTypeDockerManifestList:
+		var idx struct {
+			Subject   *ocispec.Descriptor  `json:"subject"`
+			Manifests []ocispec.Descriptor `json:"manifests"`
+		}
+		if err := json.Unmarshal(body, &idx); err != nil {
+			return nil, err
+		}
+		if idx.Subject == nil || desc.MediaType != ocispec.MediaTypeImageIndex {
+			return idx.Manifests, nil
+		}
+		return append([]ocispec.Descriptor{*idx.Subject}, idx.Manifests...), nil
+	}
+	return content.Successors(ctx, fetcher, desc)
 }
 
 // warnNonDistributable names, through OnWarning, the non-distributable
@@ -216,7 +279,7 @@ type copier struct {
 	limit    limiter
 	res      *Result
 	route    *router
-	source   content.ReadOnlyStorage                  // route, with the indexes Discover rewrote
+	source   content.ReadOnlyStorage                  // route, with the indexes Discover rewrote and the manifests it read
 	pruned   map[digest.Digest]map[digest.Digest]bool // index -> children left out (read-only)
 	byDigest map[digest.Digest]*Node                  // read-only during the copy
 	gather   bool                                     // Gather: the destination is the local store
@@ -243,6 +306,9 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 	}
 	if up := uploadsOf(c.blobs); up != nil {
 		up.virtual = root.Digest // oras-go asks whether dst has it
+		// Gather's destination is the local store: nothing to restart,
+		// and nothing to tag afterwards.
+		up.local = c.gather
 	}
 	// Most nodes are small: oras-go runs many at once, and the router
 	// holds the large blobs to Concurrency (see router.large).
@@ -252,7 +318,7 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 			if desc.Digest == root.Digest {
 				return nodes, nil
 			}
-			succ, err := content.Successors(ctx, fetcher, desc)
+			succ, err := c.successors(ctx, fetcher, desc)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.describe(desc), err)
 			}

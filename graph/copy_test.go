@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -521,4 +522,212 @@ func TestRouterLimitsLargeBlobs(t *testing.T) {
 	}
 	rc1.Close()
 	rc2.Close()
+}
+
+// TestSuccessorsFromKeptBytes checks that the successors the copy reads
+// from the manifests Discover kept are those oras-go's content.Successors
+// reads from the same bytes, for every manifest and index media type
+// (subjects included, where oras-go reads them).
+func TestSuccessorsFromKeptBytes(t *testing.T) {
+	ctx := context.Background()
+	d := func(mt, s string) ocispec.Descriptor {
+		return ocispec.Descriptor{MediaType: mt, Digest: digest.FromString(s), Size: int64(len(s))}
+	}
+	subject := d(ocispec.MediaTypeImageManifest, "subject")
+	cfg, l1, l2 := d(ocispec.MediaTypeImageConfig, "cfg"), d(ocispec.MediaTypeImageLayerGzip, "l1"), d(ocispec.MediaTypeImageLayer, "l2")
+	l1.Annotations = map[string]string{"a": "b"}
+	l2.URLs = []string{"https://example.com/l2"}
+	child := d(ocispec.MediaTypeImageManifest, "child")
+	child.Platform = &ocispec.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
+	manifest := func(mt string, subj *ocispec.Descriptor, layers ...ocispec.Descriptor) any {
+		m := ocispec.Manifest{MediaType: mt, Config: cfg, Layers: layers, Subject: subj}
+		m.SchemaVersion = 2
+		return m
+	}
+	index := func(mt string, subj *ocispec.Descriptor, children ...ocispec.Descriptor) any {
+		i := ocispec.Index{MediaType: mt, Manifests: children, Subject: subj}
+		i.SchemaVersion = 2
+		return i
+	}
+	cases := []struct {
+		name string
+		mt   string
+		v    any
+		want int // successors expected
+	}{
+		{"OCI manifest", ocispec.MediaTypeImageManifest, manifest(ocispec.MediaTypeImageManifest, nil, l1, l2), 3},
+		{"OCI manifest with subject", ocispec.MediaTypeImageManifest, manifest(ocispec.MediaTypeImageManifest, &subject, l1), 3},
+		{"OCI manifest without layers", ocispec.MediaTypeImageManifest, manifest(ocispec.MediaTypeImageManifest, nil), 1},
+		{"Docker manifest (a subject is not read)", mediaTypeDockerManifest, manifest(mediaTypeDockerManifest, &subject, l1, l2), 3},
+		{"OCI index", ocispec.MediaTypeImageIndex, index(ocispec.MediaTypeImageIndex, nil, child, subject), 2},
+		{"OCI index with subject", ocispec.MediaTypeImageIndex, index(ocispec.MediaTypeImageIndex, &subject, child), 2},
+		{"empty OCI index", ocispec.MediaTypeImageIndex, index(ocispec.MediaTypeImageIndex, nil), 0},
+		{"Docker list (a subject is not read)", mediaTypeDockerManifestList, index(mediaTypeDockerManifestList, &subject, child), 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newCountingTarget()
+			desc := pushManifest(t, st, tc.mt, tc.v)
+			body, err := content.FetchAll(ctx, st, desc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := content.Successors(ctx, st, desc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(want) != tc.want {
+				t.Fatalf("content.Successors gave %d successors, the test expects %d", len(want), tc.want)
+			}
+			g := &Graph{manifests: map[digest.Digest][]byte{desc.Digest: body}}
+			c := newCopier(newTestSource(), g, newCountingTarget(), CopyOptions{})
+			// An empty fetcher: the kept bytes must be enough.
+			got, err := c.successors(ctx, newCountingTarget(), desc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotJSON, _ := json.Marshal(got)
+			wantJSON, _ := json.Marshal(want)
+			if !bytes.Equal(gotJSON, wantJSON) {
+				t.Errorf("successors =\n%s\nwant (content.Successors)\n%s", gotJSON, wantJSON)
+			}
+		})
+	}
+}
+
+// TestCopyToRepoServesManifestsFromMemory checks that CopyToRepo does not
+// ask the source again for the manifests and indexes Discover read: they
+// are copied from the graph, byte for byte, and WrapReader sees each of
+// them once, whole, as the progress display counts them. Without the kept
+// bytes (beyond Discover's budget), the copy reads them from the source.
+func TestCopyToRepoServesManifestsFromMemory(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	manifests := []ocispec.Descriptor{w.a, w.b, w.m, w.m1, w.m2, w.i, w.o}
+	for _, kept := range []bool{true, false} {
+		t.Run(fmt.Sprintf("kept=%v", kept), func(t *testing.T) {
+			g := discover(t, w.src, RootSpec{Ref: "src.io/bundle:v1", Kind: RootBundle})
+			for _, m := range manifests {
+				if _, ok := g.manifests[m.Digest]; !ok {
+					t.Fatalf("Discover did not keep %s", m.Digest)
+				}
+			}
+			want := g.manifests
+			if !kept {
+				g.manifests = nil
+			}
+			src := &fetchCounter{Source: w.src, fetches: map[digest.Digest]int{}}
+			dst := newCountingTarget()
+			var mu sync.Mutex
+			seen := map[digest.Digest]int64{} // bytes WrapReader delivered
+			opened := map[digest.Digest]int{}
+			_, err := CopyToRepo(ctx, src, g, dst, CopyOptions{
+				DestRepo: "dst.io/apps/copy",
+				WrapReader: func(desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser {
+					mu.Lock()
+					opened[desc.Digest]++
+					mu.Unlock()
+					return &countingReadCloser{ReadCloser: rc, n: func(n int) {
+						mu.Lock()
+						seen[desc.Digest] += int64(n)
+						mu.Unlock()
+					}}
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range manifests {
+				n := src.count(m.Digest)
+				if kept && n != 0 {
+					t.Errorf("manifest %s fetched %d times from the source, want 0", m.Digest, n)
+				}
+				if !kept && n == 0 {
+					t.Errorf("manifest %s not fetched from the source, though the graph kept no bytes", m.Digest)
+				}
+				if opened[m.Digest] != 1 || seen[m.Digest] != m.Size {
+					t.Errorf("WrapReader opened %s %d times and saw %d bytes, want once and %d", m.Digest, opened[m.Digest], seen[m.Digest], m.Size)
+				}
+				body, err := content.FetchAll(ctx, dst, m)
+				if err != nil {
+					t.Errorf("manifest %s not at the destination: %v", m.Digest, err)
+				} else if !bytes.Equal(body, want[m.Digest]) {
+					t.Errorf("the destination holds other bytes for %s", m.Digest)
+				}
+			}
+			for d, n := range dst.pushes {
+				if n != 1 {
+					t.Errorf("%s pushed %d times", d, n)
+				}
+			}
+		})
+	}
+}
+
+// countingReadCloser reports the bytes each Read delivers.
+type countingReadCloser struct {
+	io.ReadCloser
+	n func(int)
+}
+
+func (c *countingReadCloser) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n(n)
+	return n, err
+}
+
+// flippingSource serves the content of one digest with a byte flipped.
+type flippingSource struct {
+	Source
+	bad digest.Digest
+}
+
+func (f flippingSource) Repository(ctx context.Context, repo string) (oras.ReadOnlyTarget, error) {
+	t, err := f.Source.Repository(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	return flippingTarget{ReadOnlyTarget: t, bad: f.bad}, nil
+}
+
+type flippingTarget struct {
+	oras.ReadOnlyTarget
+	bad digest.Digest
+}
+
+func (f flippingTarget) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	rc, err := f.ReadOnlyTarget.Fetch(ctx, desc)
+	if err != nil || desc.Digest != f.bad {
+		return rc, err
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, err
+	}
+	data[len(data)/2] ^= 1
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+// TestCopyToRepoManifestReadAgainVerified: a manifest whose bytes the
+// graph did not keep (beyond Discover's budget) is read from the source
+// again, and refused when the source now serves other bytes, with the
+// index or the image manifest the changed one is.
+func TestCopyToRepoManifestReadAgainVerified(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	for _, bad := range []ocispec.Descriptor{w.a, w.m, w.m1} {
+		t.Run(bad.Digest.Encoded()[:12], func(t *testing.T) {
+			g := discover(t, w.src, RootSpec{Ref: "src.io/bundle:v1", Kind: RootBundle})
+			g.manifests = nil
+			dst := newCountingTarget()
+			_, err := CopyToRepo(ctx, flippingSource{Source: w.src, bad: bad.Digest}, g, dst, CopyOptions{DestRepo: "dst.io/apps/copy"})
+			if !errors.Is(err, ErrDigestMismatch) {
+				t.Fatalf("copy: %v, want ErrDigestMismatch", err)
+			}
+			if ok, _ := dst.Exists(ctx, bad); ok {
+				t.Error("the destination holds the changed manifest")
+			}
+		})
+	}
 }

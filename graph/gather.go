@@ -84,11 +84,6 @@ func Gather(ctx context.Context, src Source, g *Graph, local content.Storage, op
 		WrapReader:              opts.WrapReader,
 	})
 	c.gather = true
-	if len(g.manifests) > 0 {
-		// The manifests Discover read come from memory, verified then:
-		// the source is not asked for them a second time.
-		c.source = extraBlobs{ReadOnlyStorage: c.source, blobs: g.manifests, wrap: opts.WrapReader}
-	}
 	var mu sync.Mutex
 	blobs := map[digest.Digest]ocispec.Descriptor{}
 	c.seen = func(desc ocispec.Descriptor) {

@@ -57,6 +57,13 @@ type retryingStorage struct {
 	resolver  content.Resolver         // resolves tags (set with tagAs)
 	virtual   digest.Digest            // a root that is never at the destination
 	plan      *Plan                    // what a plan just found at the destination (CopyOptions.Plan), or nil
+	// known holds verified manifest bytes by digest (Graph.manifests and
+	// Graph.extra; either may be nil): a manifest pushed with these bytes
+	// is compared with them rather than hashed, and kept without a copy.
+	known [2]map[digest.Digest][]byte
+	// local says that the destination is the local store (Gather): a
+	// manifest goes straight to it, neither restarted nor recorded.
+	local bool
 
 	mu     sync.Mutex
 	pushed map[digest.Digest][]byte // manifests pushed; nil bytes once over the budget
@@ -102,14 +109,17 @@ func (s *retryingStorage) Push(ctx context.Context, desc ocispec.Descriptor, r i
 }
 
 // pushManifest reads a manifest whole (to its end, so a caching source
-// commits it), pushes it, with restarts from the same bytes, and records it.
+// commits it and a WrapReader sees every byte), pushes it, with restarts
+// from the same bytes, and records it. Into the local store (local), a
+// manifest is pushed once and not recorded: a local push is not worth
+// restarting (see localFault), and nothing is tagged afterwards.
 func (s *retryingStorage) pushManifest(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
-	body, err := io.ReadAll(io.LimitReader(r, desc.Size+1))
+	body, err := s.readManifest(desc, r)
 	if err != nil {
 		return err
 	}
-	if int64(len(body)) != desc.Size || digest.FromBytes(body) != desc.Digest {
-		return fmt.Errorf("manifest %s: %w: got %d bytes hashing to %s", desc.Digest, ErrDigestMismatch, len(body), digest.FromBytes(body))
+	if s.local {
+		return s.Storage.Push(ctx, desc, bytes.NewReader(body))
 	}
 	tag := ""
 	if s.pushByTag[desc.Digest] && s.byTag != nil {
@@ -136,7 +146,11 @@ func (s *retryingStorage) pushManifest(ctx context.Context, desc ocispec.Descrip
 		}
 		return err
 	}
-	s.record(desc.Digest, body)
+	if s.knownBody(desc) != nil {
+		s.record(desc.Digest, nil) // manifest finds the bytes in known
+	} else {
+		s.record(desc.Digest, body)
+	}
 	if tag != "" {
 		s.noteTagged(desc.Digest, tag)
 	}
@@ -180,6 +194,62 @@ func (s *retryingStorage) pushBlob(ctx context.Context, desc ocispec.Descriptor,
 		return serr
 	}
 	return err
+}
+
+// knownBody returns the verified bytes of the manifest desc held in known,
+// or nil.
+func (s *retryingStorage) knownBody(desc ocispec.Descriptor) []byte {
+	for _, m := range s.known {
+		if b, ok := m[desc.Digest]; ok && int64(len(b)) == desc.Size {
+			return b
+		}
+	}
+	return nil
+}
+
+// readManifest reads r, the content of the manifest desc, to its end and
+// returns its bytes, failing with ErrDigestMismatch when they are not
+// desc's. Bytes known verified (knownBody) are compared with r's as they
+// stream, without a hash or a copy, and returned; others are read into
+// memory and hashed.
+func (s *retryingStorage) readManifest(desc ocispec.Descriptor, r io.Reader) ([]byte, error) {
+	if known := s.knownBody(desc); known != nil {
+		cmp := &sameBytes{want: known}
+		if _, err := io.Copy(cmp, io.LimitReader(r, desc.Size+1)); err != nil && !errors.Is(err, errNotSame) {
+			return nil, err
+		}
+		if cmp.differ || cmp.n != desc.Size {
+			return nil, fmt.Errorf("manifest %s: %w: the bytes read differ from those verified", desc.Digest, ErrDigestMismatch)
+		}
+		return known, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r, desc.Size+1))
+	if err != nil {
+		return nil, err
+	}
+	if got := digest.FromBytes(body); int64(len(body)) != desc.Size || got != desc.Digest {
+		return nil, fmt.Errorf("manifest %s: %w: got %d bytes hashing to %s", desc.Digest, ErrDigestMismatch, len(body), got)
+	}
+	return body, nil
+}
+
+// errNotSame stops a sameBytes copy at the first difference.
+var errNotSame = errors.New("bytes differ")
+
+// sameBytes is a writer that checks that what is written is want, in order.
+type sameBytes struct {
+	want   []byte
+	n      int64 // bytes written so far
+	differ bool
+}
+
+func (w *sameBytes) Write(p []byte) (int, error) {
+	if w.n+int64(len(p)) > int64(len(w.want)) || !bytes.Equal(p, w.want[w.n:w.n+int64(len(p))]) {
+		w.differ = true
+		return 0, errNotSame
+	}
+	w.n += int64(len(p))
+	return len(p), nil
 }
 
 // record notes that the manifest d was pushed, keeping its bytes while the
@@ -231,6 +301,9 @@ func (s *retryingStorage) wasPushed(d digest.Digest) ([]byte, bool) {
 // pushed, or else read from the source and verified.
 func (s *retryingStorage) manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
 	if body, _ := s.wasPushed(desc.Digest); body != nil {
+		return body, nil
+	}
+	if body := s.knownBody(desc); body != nil {
 		return body, nil
 	}
 	if desc.Size > maxMetadataBytes {

@@ -273,3 +273,101 @@ func TestExistsAsksTheTag(t *testing.T) {
 		t.Errorf("virtual root: Exists = %v, %v; asked the destination (%d digest lookups)", ok, err, st.exists)
 	}
 }
+
+// readerStorage records the reader each Push got and the bytes it read.
+type readerStorage struct {
+	*memory.Store
+	got  []io.Reader
+	read [][]byte
+}
+
+func (s *readerStorage) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
+	s.got = append(s.got, r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.read = append(s.read, data)
+	return s.Store.Push(ctx, desc, bytes.NewReader(data))
+}
+
+// TestPushManifestKnownBytes checks how manifests are pushed when the copy
+// holds their verified bytes (Graph.manifests): the reader is still read to
+// its end (a WrapReader counts it), compared with those bytes rather than
+// hashed, and any other content is refused; the bytes are kept for tagging
+// without a copy. Into the local store (Gather), a manifest is not
+// recorded.
+func TestPushManifestKnownBytes(t *testing.T) {
+	ctx := context.Background()
+	body := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}`)
+	desc := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, body)
+	other := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+	otherDesc := content.NewDescriptorFromBytes(ocispec.MediaTypeImageIndex, other)
+	flipped := bytes.Clone(body)
+	flipped[len(flipped)/2] ^= 1
+	changedOther := append(bytes.Clone(other[:len(other)-1]), ' ')
+	cases := []struct {
+		name       string
+		local      bool
+		desc       ocispec.Descriptor
+		content    []byte
+		wantErr    error
+		wantRecord bool
+	}{
+		{"known, same bytes", false, desc, body, nil, true},
+		{"known, other bytes", false, desc, flipped, ErrDigestMismatch, false},
+		{"known, longer", false, desc, append(bytes.Clone(body), ' '), ErrDigestMismatch, false},
+		{"known, shorter", false, desc, body[:len(body)-1], ErrDigestMismatch, false},
+		{"unknown, hashed", false, otherDesc, other, nil, true},
+		{"unknown, other bytes", false, otherDesc, changedOther, ErrDigestMismatch, false},
+		{"local, known", true, desc, body, nil, false},
+		{"local, known, other bytes", true, desc, flipped, ErrDigestMismatch, false},
+		{"local, unknown", true, otherDesc, other, nil, false},
+		{"local, unknown, other bytes", true, otherDesc, changedOther, ErrDigestMismatch, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &readerStorage{Store: memory.New()}
+			rs := withUploadRetries(st, nil).(*retryingStorage)
+			rs.known = [2]map[digest.Digest][]byte{nil, {desc.Digest: body}}
+			rs.local = tc.local
+			r := &recordingReader{r: bytes.NewReader(tc.content)}
+			err := rs.Push(ctx, tc.desc, r)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Push: %v, want %v", err, tc.wantErr)
+			}
+			if !r.read {
+				t.Error("the reader was not read")
+			}
+			if tc.wantErr != nil {
+				if ok, _ := st.Exists(ctx, tc.desc); ok || len(st.got) != 0 {
+					t.Errorf("refused content reached the storage (%d pushes)", len(st.got))
+				}
+				return
+			}
+			if len(st.got) != 1 || !bytes.Equal(st.read[0], tc.content) {
+				t.Fatalf("storage got %d pushes (%q), want one of the content", len(st.got), st.read)
+			}
+			if st.got[0] == io.Reader(r) {
+				t.Error("the reader was handed over, not the bytes read (a restart could not replay it)")
+			}
+			kept, recorded := rs.wasPushed(tc.desc.Digest)
+			if recorded != tc.wantRecord {
+				t.Errorf("recorded as pushed: %v, want %v", recorded, tc.wantRecord)
+			}
+			if tc.desc.Digest == desc.Digest && kept != nil {
+				t.Error("known bytes copied into the record")
+			}
+			if tc.local {
+				return
+			}
+			got, err := rs.manifest(ctx, tc.desc)
+			if err != nil || !bytes.Equal(got, tc.content) {
+				t.Errorf("manifest() = %q, %v; want the content", got, err)
+			}
+			if tc.desc.Digest == desc.Digest && &got[0] != &body[0] {
+				t.Error("manifest() does not return the known bytes themselves")
+			}
+		})
+	}
+}

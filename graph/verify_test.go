@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -276,4 +277,83 @@ func openStore(t *testing.T) *store.Store {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// changing serves the manifest bad with one byte flipped once changed is
+// set, and counts those reads: a registry or a disk whose content changed
+// between discovery and the copy.
+type changing struct {
+	oras.ReadOnlyTarget
+	bad     ocispec.Descriptor
+	changed *atomic.Bool
+	asked   *atomic.Int32
+}
+
+func (c changing) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	if desc.Digest != c.bad.Digest || !c.changed.Load() {
+		return c.ReadOnlyTarget.Fetch(ctx, desc)
+	}
+	c.asked.Add(1)
+	return corrupting{c.ReadOnlyTarget, c.bad}.Fetch(ctx, desc)
+}
+
+// TestManifestChangedAfterDiscoveryNotCopied proves that the copy takes
+// the manifests Discover verified from memory: when the source serves other
+// bytes for a manifest after discovery, the copy neither asks for them nor
+// mixes them in, and the destination (a registry, or the store of a
+// layout) gets the bytes discovered.
+func TestManifestChangedAfterDiscoveryNotCopied(t *testing.T) {
+	ctx := context.Background()
+	img := newTestImage(t)
+	sound := img.blobs[img.manifest.Digest.String()]
+	cases := []struct {
+		name     string
+		throughS bool // the source is read through a store
+		gather   bool // Gather into a store instead of CopyToRepo
+	}{
+		{"registry, no store", false, false},
+		{"registry through the store", true, false},
+		{"registry, no store, into a layout", false, true},
+		{"registry through the store, into a layout", true, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var changed atomic.Bool
+			var asked atomic.Int32
+			var r oras.ReadOnlyTarget = changing{img.remote, img.manifest, &changed, &asked}
+			st := openStore(t)
+			if tc.throughS {
+				r = st.Cache(r)
+			}
+			src := oneRepo{r}
+			roots := []graph.RootSpec{{Ref: "reg.test/app@" + img.manifest.Digest.String()}}
+			g, err := graph.Discover(ctx, src, roots, graph.DiscoverOptions{})
+			if err != nil {
+				t.Fatalf("Discover: %v", err)
+			}
+			changed.Store(true)
+			var got []byte
+			if tc.gather {
+				_, err = graph.Gather(ctx, src, g, st, graph.GatherOptions{SourceFillsLocal: tc.throughS})
+				if err == nil {
+					got, err = content.FetchAll(ctx, st, img.manifest)
+				}
+			} else {
+				dst := &trustingTarget{Target: memory.New(), blobs: map[string][]byte{}}
+				_, err = graph.CopyToRepo(ctx, src, g, dst, graph.CopyOptions{DestRepo: "dst.test/app"})
+				if err == nil {
+					got, err = content.FetchAll(ctx, dst, img.manifest)
+				}
+			}
+			if err != nil {
+				t.Fatalf("copy: %v", err)
+			}
+			if !bytes.Equal(got, sound) {
+				t.Errorf("the destination holds other bytes for the manifest")
+			}
+			if n := asked.Load(); n != 0 {
+				t.Errorf("the source was asked %d times for the manifest after discovery, want 0", n)
+			}
+		})
+	}
 }

@@ -172,6 +172,7 @@ type copyRun struct {
 	srcCached bool
 	g         *graph.Graph
 	rec       *readRecorder
+	record    bool // rec watches the source (--json and --dry-run report what it saw)
 	status    *statusLines
 	tty       bool // draw progress bars
 	logf      func(format string, args ...any)
@@ -275,7 +276,10 @@ func runCopy(cmd *cobra.Command, s streams, o *copyOptions) error {
 		r.srcCached = r.st != nil
 	}
 	r.rec = newReadRecorder(r.st)
-	r.src = r.rec.source(r.src)
+	r.record = o.json || o.dryRun // only they report what was fetched
+	if r.record {
+		r.src = r.rec.source(r.src)
+	}
 
 	r.g, err = graph.Discover(ctx, r.src, roots, graph.DiscoverOptions{
 		CosignSignatures: cosign,
@@ -350,7 +354,7 @@ func (r *copyRun) layoutDest() content.ReadOnlyStorage {
 // wrapReader composes what watches the source reads: the record of
 // fetches when the source has no store in front, and the progress bars.
 func (r *copyRun) wrapReader(prog *copyProgress) func(ocispec.Descriptor, io.ReadCloser) io.ReadCloser {
-	record := !r.srcCached
+	record := r.record && !r.srcCached
 	if !record && prog == nil {
 		return nil
 	}

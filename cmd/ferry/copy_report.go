@@ -54,6 +54,12 @@ func (r *readRecorder) fetchedBytes() int64 {
 
 // source wraps src so that the store-backed repositories it returns record
 // their misses. Other repositories are returned as they are.
+//
+// Telling a miss from a hit costs a store lookup before each Fetch (a
+// reader served from the store's file may still be a download the store
+// resumed and committed within the call), so only a run that reports what
+// it fetched (--json, --dry-run) wraps its source; the reads of a source
+// without a store are recorded by wrap, which costs nothing.
 func (r *readRecorder) source(src graph.Source) graph.Source {
 	return recordingSource{Source: src, rec: r}
 }
@@ -85,6 +91,10 @@ type recordingCache struct {
 	rec *readRecorder
 }
 
+// Fetch records desc as fetched when the store did not hold it before the
+// call. The store is asked first: afterwards it holds the blob either way,
+// and its reader does not tell a hit from a download resumed and committed
+// within Fetch.
 func (c *recordingCache) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	hit, _ := c.rec.st.Exists(ctx, desc)
 	rc, err := c.CachedTarget.Fetch(ctx, desc)
