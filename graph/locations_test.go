@@ -365,12 +365,11 @@ func TestWriteImageLocations(t *testing.T) {
 // once, or gives up after a while (a sequential writer fails).
 type barrierTarget struct {
 	*wireTarget
-	want    int
-	arrived chan struct{}
-	all     chan struct{}
-	once    sync.Once
-	n       int
-	mu      sync.Mutex
+	want int
+	all  chan struct{}
+	once sync.Once
+	n    int
+	mu   sync.Mutex
 }
 
 func (b *barrierTarget) Push(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
