@@ -172,7 +172,7 @@ func newCopier(src Source, g *Graph, blobs content.Storage, opts CopyOptions) *c
 			repos:  newRepoCache(src),
 			owners: make(map[digest.Digest][]string),
 			wrap:   opts.WrapReader,
-			large:  newLimiter(opts.Concurrency),
+			large:  newOrderedGate(opts.Concurrency),
 		},
 		byDigest: make(map[digest.Digest]*Node),
 		foreign:  make(map[digest.Digest][]ocispec.Descriptor),
@@ -323,6 +323,14 @@ func (c *copier) copyGraph(ctx context.Context, g *Graph) error {
 				return nil, fmt.Errorf("%s: %w", c.describe(desc), err)
 			}
 			succ = withoutPruned(c.pruned, desc.Digest, succ)
+			if c.gather {
+				// In digest order, the order of a layout tar: the tar
+				// fills (and is hashed) from its start while the rest
+				// downloads.
+				succ = slices.SortedStableFunc(slices.Values(succ), func(a, b ocispec.Descriptor) int {
+					return strings.Compare(string(a.Digest), string(b.Digest))
+				})
+			}
 			c.route.adopt(desc.Digest, succ)
 			if c.opts.IncludeNonDistributable {
 				if nd := appendNonDistributable(nil, succ); len(nd) > 0 {
@@ -511,8 +519,9 @@ type router struct {
 	repos *repoCache
 	wrap  func(desc ocispec.Descriptor, rc io.ReadCloser) io.ReadCloser // may be nil
 	// large, when not nil, bounds the blobs over largeBlobBytes open at
-	// once: a slot is held from Fetch until the reader is closed.
-	large limiter
+	// once: a slot is held from Fetch until the reader is closed, and a
+	// freed slot goes to the smallest digest waiting.
+	large *orderedGate
 
 	mu     sync.Mutex
 	owners map[digest.Digest][]string
@@ -559,7 +568,7 @@ func (r *router) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadClo
 	if r.large == nil || desc.Size <= largeBlobBytes {
 		return r.fetch(ctx, desc)
 	}
-	if err := r.large.acquire(ctx); err != nil {
+	if err := r.large.acquire(ctx, desc.Digest); err != nil {
 		return nil, err
 	}
 	rc, err := r.fetch(ctx, desc)

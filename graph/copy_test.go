@@ -480,7 +480,7 @@ func TestRouterLimitsLargeBlobs(t *testing.T) {
 	for i := range 3 {
 		large = append(large, pushBlob(t, st, ocispec.MediaTypeImageLayer, bytes.Repeat([]byte{byte('a' + i)}, largeBlobBytes+1)))
 	}
-	r := &router{repos: newRepoCache(src), owners: map[digest.Digest][]string{}, large: newLimiter(2)}
+	r := &router{repos: newRepoCache(src), owners: map[digest.Digest][]string{}, large: newOrderedGate(2)}
 	for _, d := range append([]ocispec.Descriptor{small}, large...) {
 		r.own(d.Digest, "src.io/app")
 	}
