@@ -122,6 +122,9 @@ func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src 
 			root.Remove(tmp)
 		}
 	}()
+	if err := preallocate(f, d.Size); err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
 	var copied int64
 	for copied < d.Size {
 		if err := ctx.Err(); err != nil {
