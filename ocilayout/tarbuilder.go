@@ -196,9 +196,7 @@ func CreateTar(ctx context.Context, path string, blobs []ocispec.Descriptor, ind
 			b.discard(false)
 		}
 	}()
-	if err := preallocate(f, size); err != nil {
-		return nil, fmt.Errorf("create tar: %w", err)
-	}
+	preallocate(f, size)
 	for i := range b.slots {
 		b.slot[b.slots[i].desc.Digest] = &b.slots[i]
 	}

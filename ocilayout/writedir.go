@@ -122,9 +122,7 @@ func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src 
 			root.Remove(tmp)
 		}
 	}()
-	if err := preallocate(f, d.Size); err != nil {
-		return fmt.Errorf("blob %s: %w", d.Digest, err)
-	}
+	preallocate(f, d.Size)
 	var copied int64
 	for copied < d.Size {
 		if err := ctx.Err(); err != nil {

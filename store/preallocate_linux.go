@@ -3,37 +3,62 @@
 package store
 
 import (
-	"errors"
-	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
 )
 
+// preallocSpare is the free space preallocate leaves on the filesystem.
+const preallocSpare = 64 << 20
+
 // preallocate reserves the disk blocks of the bytes [off, off+n) of the
 // file at path without changing its size (fallocate with
 // FALLOC_FL_KEEP_SIZE): writing into reserved blocks costs the filesystem
 // less work than allocating them page by page (ext4: a quarter less system
-// time per GiB), and a store too small for a blob fails before its
-// download. Only a lack of space is reported; a filesystem that cannot
-// preallocate allocates as the writes go.
-func preallocate(path string, off, n int64) error {
+// time per GiB written). It is only a hint. Nothing is reserved when the
+// filesystem lacks room for n bytes and preallocSpare more (a descriptor
+// may claim any size; the download finds out), and a failed reservation
+// is given back: the writes then allocate as they go.
+func preallocate(path string, off, n int64) {
 	if n <= 0 {
-		return nil
+		return
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
-		return nil
+		return
 	}
 	defer f.Close()
+	fd := int(f.Fd())
+	var fs unix.Statfs_t
+	if unix.Fstatfs(fd, &fs) != nil || int64(fs.Bavail)*int64(fs.Bsize) < n+preallocSpare {
+		return
+	}
 	for {
-		err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, n)
+		err = unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, off, n)
 		if err != unix.EINTR {
 			break
 		}
 	}
-	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-		return fmt.Errorf("reserve %d bytes: %w", n, err)
+	if err != nil {
+		releaseFile(f)
 	}
-	return nil
+}
+
+// releasePreallocated gives back the blocks reserved beyond the end of the
+// file at path (a partial download kept for later).
+func releasePreallocated(path string) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	releaseFile(f)
+}
+
+// releaseFile truncates f to its own size, which frees the blocks reserved
+// beyond it.
+func releaseFile(f *os.File) {
+	if fi, err := f.Stat(); err == nil {
+		_ = f.Truncate(fi.Size())
+	}
 }

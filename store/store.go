@@ -486,19 +486,16 @@ func (s *Store) discard(ctx context.Context, w content.Writer, desc ocispec.Desc
 // openWriter opens (or resumes) the ingest of desc, keyed by its digest. The
 // caller holds the ingest lock. A broken ingest directory (left by a process
 // killed while creating it) is removed first. The data file's blocks are
-// reserved for the whole blob, so a store without room for it fails here,
-// before the download. It returns an error matching
-// errdefs.ErrAlreadyExists when the blob is committed.
+// reserved for the whole blob when the filesystem has room (preallocate).
+// It returns an error matching errdefs.ErrAlreadyExists when the blob is
+// committed.
 func (s *Store) openWriter(ctx context.Context, desc ocispec.Descriptor) (content.Writer, error) {
 	ref := desc.Digest.String()
 	s.removeBrokenIngest(ctx, ref, desc.Size)
 	for {
 		w, err := s.cs.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
 		if err == nil {
-			if err := preallocate(s.ingestDataPath(ref), 0, desc.Size); err != nil {
-				w.Close()
-				return nil, fmt.Errorf("store: write blob %s: %w", desc.Digest, err)
-			}
+			preallocate(s.ingestDataPath(ref), 0, desc.Size)
 			return w, nil
 		}
 		if errdefs.IsAlreadyExists(err) {
