@@ -43,11 +43,12 @@ var (
 	// ErrSizeMismatch means a blob's length differs from the size its
 	// descriptor gives.
 	ErrSizeMismatch = errors.New("size mismatch")
-	// ErrUnknownBlob means a blob given to TarBuilder.WriteBlob is not
-	// among the blobs its tar was created for.
-	ErrUnknownBlob = errors.New("blob not among the tar's blobs")
-	// ErrBuilderClosed means a TarBuilder was used after Commit or Abort.
-	ErrBuilderClosed = errors.New("tar builder already committed or aborted")
+	// ErrUnknownBlob means a blob given to a TarBuilder's or DirBuilder's
+	// WriteBlob is not among the blobs it was created for.
+	ErrUnknownBlob = errors.New("blob not among the layout's blobs")
+	// ErrBuilderClosed means a TarBuilder or DirBuilder was used after
+	// Commit or Abort.
+	ErrBuilderClosed = errors.New("layout builder already committed or aborted")
 	// ErrInvalidDescriptor means a descriptor has an invalid or unsupported
 	// digest or a negative size.
 	ErrInvalidDescriptor = errors.New("invalid descriptor")

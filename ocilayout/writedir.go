@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -29,92 +27,38 @@ import (
 // An existing oci-layout of another version fails with ErrNotLayout.
 // Temporary files are locked while written; unlocked ones that a killed run
 // left behind (".NAME.tmp-*" next to oci-layout, index.json and the blobs)
-// are removed first.
-// WriteDir must not run concurrently on the same dir.
+// are removed first. On failure, what WriteDir added is removed again (see
+// DirBuilder). WriteDir is CreateDir followed by Commit; it must not run
+// concurrently on the same dir.
 func WriteDir(ctx context.Context, dir string, blobs []ocispec.Descriptor, index ocispec.Index, src BlobOpener, opts WriteOptions) error {
-	sorted, _, err := plan(blobs, index)
+	b, err := CreateDir(ctx, dir, blobs, index, opts)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return fmt.Errorf("create layout directory: %w", err)
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return fmt.Errorf("open layout directory: %w", err)
-	}
-	defer root.Close()
-
-	if b, err := readRootFile(root, ocispec.ImageLayoutFile, maxLayoutFile); err == nil {
-		if err := checkLayoutFile(b); err != nil {
-			return fmt.Errorf("%s: %w", filepath.Join(dir, ocispec.ImageLayoutFile), err)
-		}
-	} else if errors.Is(err, fs.ErrNotExist) {
-		if err := writeRootFileAtomic(root, ocispec.ImageLayoutFile, layoutFile); err != nil {
-			return err
-		}
-	} else {
-		return err
-	}
-
-	removeStaleTemps(root, ".", func(target string) bool {
-		return target == ocispec.ImageLayoutFile || target == ocispec.ImageIndexFile
-	})
-	seenAlg := make(map[string]bool)
-	for _, d := range sorted {
-		if alg := d.Digest.Algorithm().String(); !seenAlg[alg] {
-			seenAlg[alg] = true
-			removeStaleTemps(root, ocispec.ImageBlobsDir+"/"+alg, func(string) bool { return true })
-		}
-	}
-
-	for _, d := range sorted {
-		if err := writeDirBlob(ctx, root, d, src); err != nil {
-			return err
-		}
-		if opts.OnBlob != nil {
-			opts.OnBlob(d)
-		}
-	}
-
-	merged, err := mergeIndex(root, index)
-	if err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(dir, ocispec.ImageIndexFile), err)
-	}
-	b, err := json.Marshal(merged)
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := writeRootFileAtomic(root, ocispec.ImageIndexFile, b); err != nil {
-		return err
-	}
-	syncDir(dir)
-	return nil
+	return b.Commit(ctx, src)
 }
 
-// writeDirBlob copies one blob into blobs/<alg>/<hex> unless present.
-func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src BlobOpener) (err error) {
+// writeDirBlob copies one blob into blobs/<alg>/<hex> unless present, and
+// reports whether it wrote it.
+func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src BlobOpener) (wrote bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return false, err
 	}
 	name := blobPath(d.Digest)
 	if fi, err := root.Stat(name); err == nil && fi.Mode().IsRegular() && fi.Size() == d.Size {
-		return nil
+		return false, nil
 	}
 	if err := root.MkdirAll(path.Dir(name), dirMode); err != nil {
-		return fmt.Errorf("blob %s: %w", d.Digest, err)
+		return false, fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
 	rc, err := src.OpenBlob(ctx, d)
 	if err != nil {
-		return fmt.Errorf("open blob %s: %w", d.Digest, err)
+		return false, fmt.Errorf("open blob %s: %w", d.Digest, err)
 	}
 	defer rc.Close()
 	tmp, f, err := createLockedTemp(root, name)
 	if err != nil {
-		return fmt.Errorf("blob %s: %w", d.Digest, err)
+		return false, fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
 	defer func() {
 		if err != nil {
@@ -126,28 +70,28 @@ func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src 
 	var copied int64
 	for copied < d.Size {
 		if err := ctx.Err(); err != nil {
-			return err
+			return false, err
 		}
 		n, err := io.Copy(f, &io.LimitedReader{R: rc, N: min(copyChunk, d.Size-copied)})
 		startWriteback(f, copied, n)
 		copied += n
 		if err != nil {
-			return fmt.Errorf("blob %s: copy: %w", d.Digest, err)
+			return false, fmt.Errorf("blob %s: copy: %w", d.Digest, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("blob %s: %w: source ended after %d bytes, descriptor says %d", d.Digest, ErrSizeMismatch, copied, d.Size)
+			return false, fmt.Errorf("blob %s: %w: source ended after %d bytes, descriptor says %d", d.Digest, ErrSizeMismatch, copied, d.Size)
 		}
 	}
 	if err := ensureEOF(rc, d); err != nil {
-		return err
+		return false, err
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("blob %s: sync: %w", d.Digest, err)
+		return false, fmt.Errorf("blob %s: sync: %w", d.Digest, err)
 	}
 	if _, err := commitTemp(f, func() error { return root.Rename(tmp, name) }); err != nil {
-		return fmt.Errorf("blob %s: %w", d.Digest, err)
+		return false, fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
-	return nil
+	return true, nil
 }
 
 // createRootTemp creates a new file next to name inside root.

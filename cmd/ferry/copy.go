@@ -501,10 +501,10 @@ func (r *copyRun) copyToRepo(ctx context.Context) error {
 	return nil
 }
 
-// copyToLayout makes every blob of the graph local, then writes --to-tar
-// or --to-oci-layout from the store, file to file. A --to-tar is written
-// while the blobs download (see startTar); only what was not written by
-// then, and the end of the tar's hash, are left after the downloads.
+// copyToLayout makes every blob of the graph local and writes --to-tar or
+// --to-oci-layout from the store, file to file, while the blobs download
+// (see startLayout): only what was not written by then, a tar's end of
+// hash and a directory's index.json are left after the downloads.
 func (r *copyRun) copyToLayout(ctx context.Context) error {
 	o, st, g := r.o, r.st, r.g
 	plan, err := r.planForCopy(ctx, r.layoutDest())
@@ -519,13 +519,11 @@ func (r *copyRun) copyToLayout(ctx context.Context) error {
 	}
 	opener := ocilayout.BlobOpenerFunc(st.Fetch)
 	wopts := ocilayout.WriteOptions{Digests: st}
-	var early *tarFeed
-	if o.toTar != "" {
-		if early, err = r.startTar(ctx, plan, opener, wopts); err != nil {
-			return r.layoutError(err)
-		}
-		defer early.abort() // nothing is left of a tar not committed
+	early, err := r.startLayout(ctx, plan, opener, wopts)
+	if err != nil {
+		return r.layoutError(err)
 	}
+	defer early.abort() // nothing is left of a layout not committed
 	gopts := graph.GatherOptions{
 		SourceFillsLocal:        r.srcCached,
 		Concurrency:             o.concurrency,
@@ -557,15 +555,13 @@ func (r *copyRun) copyToLayout(ctx context.Context) error {
 		wopts.OnBlob = prog.blobDone
 		early.report(prog.blobDone)
 	}
+	sum, err := early.finish(ctx, r.layoutOut(), gathered.Blobs, index, opener, wopts)
+	if err != nil {
+		return r.layoutError(err)
+	}
 	dest := destinationJSON{Type: "oci-layout", Path: path}
 	if o.toTar != "" {
-		sum, err := early.finish(ctx, o.toTar, gathered.Blobs, index, opener, wopts)
-		if err != nil {
-			return r.layoutError(err)
-		}
 		dest = destinationJSON{Type: "tar", Path: path, SHA256: sum.Encoded()}
-	} else if err := ocilayout.WriteDir(ctx, o.toLayout, gathered.Blobs, index, opener, wopts); err != nil {
-		return r.layoutError(err)
 	}
 	if prog != nil {
 		prog.stop() // before stdout, which may be the same terminal

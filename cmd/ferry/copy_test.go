@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -634,12 +635,12 @@ func foreignSource(t *testing.T) string {
 	return dir
 }
 
-// TestPlannedTarIsGatheredTar: the tar --to-tar starts before the
-// downloads (plannedTar) is the tar of what Gather then gathers (the same
+// TestPlannedLayoutIsGatheredLayout: the layout --to-tar starts before the
+// downloads (plannedLayout) is the tar of what Gather then gathers (the same
 // TarKey, so the same bytes), whatever the graph leaves out or rewrites;
 // otherwise the copy would fall back to writing the tar after the
 // downloads and gain nothing.
-func TestPlannedTarIsGatheredTar(t *testing.T) {
+func TestPlannedLayoutIsGatheredLayout(t *testing.T) {
 	ctx := context.Background()
 	plain, multi, win := newCopySource(t).dir, newIndexSource(t).dir, foreignSource(t)
 	amd64 := []ocispec.Platform{{OS: "linux", Architecture: "amd64"}}
@@ -672,7 +673,7 @@ func TestPlannedTarIsGatheredTar(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			blobs, index, err := plannedTar(ctx, src, g, nil, graph.PlanOptions{IncludeNonDistributable: tc.include})
+			blobs, index, err := plannedLayout(ctx, src, g, nil, graph.PlanOptions{IncludeNonDistributable: tc.include})
 			if err != nil {
 				t.Fatalf("plannedTar: %v", err)
 			}
@@ -747,9 +748,10 @@ func feedInput(t *testing.T) ([]ocispec.Descriptor, ocispec.Index, ocilayout.Blo
 	return append(layers, cfg, man), index, open
 }
 
-// TestTarFeed: the feed commits the tar it started when the gathered blobs
-// are those it was started for, writes it anew otherwise, and leaves
-// nothing when aborted; either way the bytes are WriteTar's.
+// TestTarFeed: the feed commits the tar (or directory) it started when the
+// gathered blobs are those it was started for, writes it anew otherwise,
+// and leaves nothing when aborted; either way the bytes are WriteTar's (or
+// WriteDir's).
 func TestTarFeed(t *testing.T) {
 	ctx := context.Background()
 	blobs, index, src := feedInput(t)
@@ -785,7 +787,7 @@ func TestTarFeed(t *testing.T) {
 				}
 				return src.OpenBlob(ctx, d)
 			})
-			f, err := startTarFeed(ctx, out, planned, index, srcWithStranger, ocilayout.WriteOptions{})
+			f, err := startLayoutFeed(ctx, layoutOut{path: out}, planned, index, srcWithStranger, ocilayout.WriteOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -807,7 +809,7 @@ func TestTarFeed(t *testing.T) {
 				t.Errorf("written %d bytes before finish, want %d", f.written(), fed)
 			}
 			key := f.b.Key()
-			sum, err := f.finish(ctx, out, blobs, index, src, ocilayout.WriteOptions{})
+			sum, err := f.finish(ctx, layoutOut{path: out}, blobs, index, src, ocilayout.WriteOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -826,7 +828,7 @@ func TestTarFeed(t *testing.T) {
 
 	t.Run("abort", func(t *testing.T) {
 		dir := t.TempDir()
-		f, err := startTarFeed(ctx, filepath.Join(dir, "out.tar"), blobs, index, src, ocilayout.WriteOptions{})
+		f, err := startLayoutFeed(ctx, layoutOut{path: filepath.Join(dir, "out.tar")}, blobs, index, src, ocilayout.WriteOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -836,7 +838,7 @@ func TestTarFeed(t *testing.T) {
 		if left := listNames(t, dir); len(left) != 0 {
 			t.Errorf("abort left %v", left)
 		}
-		var none *tarFeed // a copy without a started tar
+		var none *layoutFeed // a copy without a started tar
 		none.drain()
 		none.abort()
 		if none.written() != 0 {
@@ -844,16 +846,80 @@ func TestTarFeed(t *testing.T) {
 		}
 	})
 
+	t.Run("directory", func(t *testing.T) {
+		want := filepath.Join(t.TempDir(), "want")
+		if err := ocilayout.WriteDir(ctx, want, blobs, index, src, ocilayout.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out := layoutOut{path: filepath.Join(t.TempDir(), "out"), dir: true}
+		f, err := startLayoutFeed(ctx, out, blobs, index, src, ocilayout.WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.abort()
+		var fed int64
+		for _, d := range blobs[:3] {
+			f.enqueue(d)
+			fed += d.Size
+		}
+		f.drain()
+		if f.written() != fed {
+			t.Errorf("written %d bytes before finish, want %d", f.written(), fed)
+		}
+		if _, err := os.Stat(filepath.Join(out.path, "index.json")); !os.IsNotExist(err) {
+			t.Errorf("index.json before finish: %v", err)
+		}
+		if sum, err := f.finish(ctx, out, blobs, index, src, ocilayout.WriteOptions{}); err != nil || sum != "" {
+			t.Fatalf("finish = %q, %v; want no digest", sum, err)
+		}
+		if got, wantTree := fileTree(t, out.path), fileTree(t, want); !maps.Equal(got, wantTree) {
+			t.Errorf("directory holds %v, want WriteDir's %v", got, wantTree)
+		}
+	})
+
+	t.Run("directory aborted", func(t *testing.T) {
+		out := layoutOut{path: filepath.Join(t.TempDir(), "out"), dir: true}
+		f, err := startLayoutFeed(ctx, out, blobs, index, src, ocilayout.WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.enqueue(blobs[0])
+		f.drain()
+		f.abort()
+		if _, err := os.Stat(out.path); !os.IsNotExist(err) {
+			t.Errorf("abort left the new directory: %v", err)
+		}
+	})
+
 	t.Run("cannot create", func(t *testing.T) {
-		_, err := startTarFeed(ctx, filepath.Join(t.TempDir(), "missing", "out.tar"), blobs, index, src, ocilayout.WriteOptions{})
+		_, err := startLayoutFeed(ctx, layoutOut{path: filepath.Join(t.TempDir(), "missing", "out.tar")}, blobs, index, src, ocilayout.WriteOptions{})
 		if err == nil {
-			t.Error("startTarFeed in a missing directory succeeded")
+			t.Error("startLayoutFeed in a missing directory succeeded")
 		}
 	})
 }
 
 func hasDigest(list []ocispec.Descriptor, d ocispec.Descriptor) bool {
 	return slices.ContainsFunc(list, func(x ocispec.Descriptor) bool { return x.Digest == d.Digest })
+}
+
+// fileTree maps each file under dir (relative path) to its content.
+func fileTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	tree := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		tree[rel] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
 }
 
 func listNames(t *testing.T, dir string) []string {

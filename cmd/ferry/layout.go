@@ -215,13 +215,13 @@ func omissionsOf(g *graph.Graph, includeNonDistributable bool) layoutOmissions {
 	return o
 }
 
-// plannedTar lists, before Gather runs, the blobs and the index.json of
-// the layout of g that Gather and copyToLayout will give: the blobs plan
+// plannedLayout lists, before Gather runs, the blobs and the index.json
+// of the layout of g that Gather and copyToLayout will give: the blobs plan
 // lists (nil plan: one is made with popts, reading the manifests, which
 // discovery left in the store, and, with a platform filter, those of the
 // children left out) and the index of layoutRoots with omissionsOf. It
-// fails when they do not make a valid tar.
-func plannedTar(ctx context.Context, src graph.Source, g *graph.Graph, plan *graph.Plan, popts graph.PlanOptions) ([]ocispec.Descriptor, ocispec.Index, error) {
+// fails when they do not make a valid layout.
+func plannedLayout(ctx context.Context, src graph.Source, g *graph.Graph, plan *graph.Plan, popts graph.PlanOptions) ([]ocispec.Descriptor, ocispec.Index, error) {
 	if plan == nil {
 		popts.ThroughLocal = true
 		var err error
@@ -243,47 +243,89 @@ func plannedTar(ctx context.Context, src graph.Source, g *graph.Graph, plan *gra
 	return blobs, index, nil
 }
 
-// startTar creates the --to-tar before the downloads start, for the blobs
-// and index plannedTar gives, and returns the feed that writes each blob
-// into it as Gather makes the blob local. When plannedTar fails it returns
-// nil: the tar is then written after the downloads, as WriteTar does, and
-// that write or Gather reports the problem. Failing to create the file
-// fails the copy at once, before anything is downloaded.
-func (r *copyRun) startTar(ctx context.Context, plan *graph.Plan, src ocilayout.BlobOpener, opts ocilayout.WriteOptions) (*tarFeed, error) {
-	blobs, index, err := plannedTar(ctx, r.src, r.g, plan, graph.PlanOptions{
+// layoutOut is where copyToLayout writes: a tar file (--to-tar) or an OCI
+// layout directory (--to-oci-layout).
+type layoutOut struct {
+	path string
+	dir  bool
+}
+
+// layoutOut is the copy's --to-tar or --to-oci-layout.
+func (r *copyRun) layoutOut() layoutOut {
+	if r.o.toLayout != "" {
+		return layoutOut{path: r.o.toLayout, dir: true}
+	}
+	return layoutOut{path: r.o.toTar}
+}
+
+// startLayout creates the --to-tar or --to-oci-layout before the downloads
+// start, for the blobs and index plannedLayout gives, and returns the feed
+// that writes each blob into it as Gather makes the blob local. When
+// plannedLayout fails it returns nil: the layout is then written after the
+// downloads, as WriteTar and WriteDir do, and that write or Gather reports
+// the problem. Failing to create the tar or the directory fails the copy
+// at once, before anything is downloaded.
+func (r *copyRun) startLayout(ctx context.Context, plan *graph.Plan, src ocilayout.BlobOpener, opts ocilayout.WriteOptions) (*layoutFeed, error) {
+	blobs, index, err := plannedLayout(ctx, r.src, r.g, plan, graph.PlanOptions{
 		IncludeNonDistributable: r.o.includeNonDistributable,
 		Concurrency:             r.o.concurrency,
 	})
 	if err != nil {
 		return nil, nil
 	}
-	return startTarFeed(ctx, r.o.toTar, blobs, index, src, opts)
+	return startLayoutFeed(ctx, r.layoutOut(), blobs, index, src, opts)
 }
 
-// startTarFeed creates the tar at path for blobs and index and starts the
-// goroutine that writes the blobs queued by enqueue.
-func startTarFeed(ctx context.Context, path string, blobs []ocispec.Descriptor, index ocispec.Index, src ocilayout.BlobOpener, opts ocilayout.WriteOptions) (*tarFeed, error) {
-	f := &tarFeed{src: src, done: make(chan struct{})}
+// layoutBuilder is what a layoutFeed fills: an ocilayout.TarBuilder, or a
+// dirBuilder.
+type layoutBuilder interface {
+	WriteBlob(ctx context.Context, desc ocispec.Descriptor, src ocilayout.BlobOpener) error
+	Commit(ctx context.Context, src ocilayout.BlobOpener) (digest.Digest, error)
+	Key() digest.Digest
+	Abort()
+}
+
+// dirBuilder is an ocilayout.DirBuilder with TarBuilder's Commit (a
+// directory has no digest: "").
+type dirBuilder struct{ *ocilayout.DirBuilder }
+
+func (b dirBuilder) Commit(ctx context.Context, src ocilayout.BlobOpener) (digest.Digest, error) {
+	return "", b.DirBuilder.Commit(ctx, src)
+}
+
+// startLayoutFeed creates the tar or directory out for blobs and index and
+// starts the goroutine that writes the blobs queued by enqueue.
+func startLayoutFeed(ctx context.Context, out layoutOut, blobs []ocispec.Descriptor, index ocispec.Index, src ocilayout.BlobOpener, opts ocilayout.WriteOptions) (*layoutFeed, error) {
+	f := &layoutFeed{src: src, done: make(chan struct{})}
 	f.ready = sync.NewCond(&f.mu)
 	opts.OnBlob = f.wrote
-	var err error
-	if f.b, err = ocilayout.CreateTar(ctx, path, blobs, index, opts); err != nil {
-		return nil, err
+	if out.dir {
+		b, err := ocilayout.CreateDir(ctx, out.path, blobs, index, opts)
+		if err != nil {
+			return nil, err
+		}
+		f.b = dirBuilder{b}
+	} else {
+		b, err := ocilayout.CreateTar(ctx, out.path, blobs, index, opts)
+		if err != nil {
+			return nil, err
+		}
+		f.b = b
 	}
 	go f.run(ctx)
 	return f, nil
 }
 
-// tarFeed writes a --to-tar while Gather downloads its blobs: Gather's
-// OnBlob queues each blob as it becomes local, and one goroutine copies it
-// from the store into its slot of the tar (an ocilayout.TarBuilder), so
-// the downloads never wait for the tar. Of the blobs waiting, the first in
-// digest order (the tar's order) goes first: the tar's hash, which follows
+// layoutFeed writes a --to-tar or --to-oci-layout while Gather downloads
+// its blobs: Gather's OnBlob queues each blob as it becomes local, and one
+// goroutine copies it from the store into the layout (a layoutBuilder), so
+// the downloads never wait for the layout. Of the blobs waiting, the first
+// in digest order (a tar's order) goes first: a tar's hash, which follows
 // the filled start of the tar, then moves on as early as it can. A nil
-// *tarFeed does nothing, and its finish writes the whole tar after the
-// downloads (WriteTar).
-type tarFeed struct {
-	b   *ocilayout.TarBuilder
+// *layoutFeed does nothing, and its finish writes the whole layout after
+// the downloads (WriteTar, WriteDir).
+type layoutFeed struct {
+	b   layoutBuilder
 	src ocilayout.BlobOpener
 
 	mu      sync.Mutex
@@ -292,13 +334,13 @@ type tarFeed struct {
 	closed  bool
 	done    chan struct{} // closed when run returns
 
-	bytes  atomic.Int64             // written into the tar
+	bytes  atomic.Int64             // written into the layout
 	onBlob func(ocispec.Descriptor) // set by report once run has returned
 }
 
-// enqueue is Gather's OnBlob: it queues desc for the tar. Safe for
-// concurrent use; it never waits for the tar.
-func (f *tarFeed) enqueue(desc ocispec.Descriptor) {
+// enqueue is Gather's OnBlob: it queues desc for the layout. Safe for
+// concurrent use; it never waits for the layout.
+func (f *layoutFeed) enqueue(desc ocispec.Descriptor) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -313,7 +355,7 @@ func (f *tarFeed) enqueue(desc ocispec.Descriptor) {
 
 // next waits for a queued blob and takes the first in digest order; false
 // once drained.
-func (f *tarFeed) next() (ocispec.Descriptor, bool) {
+func (f *layoutFeed) next() (ocispec.Descriptor, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for len(f.pending) == 0 && !f.closed {
@@ -327,11 +369,11 @@ func (f *tarFeed) next() (ocispec.Descriptor, bool) {
 	return desc, true
 }
 
-// run writes the queued blobs into the tar. A blob it cannot write is left
+// run writes the queued blobs into the layout. A blob it cannot write is left
 // to finish, which writes it again or reports the error: Gather reports a
 // non-distributable layer (--include-non-distributable-layers) before it
 // fetches it, and a blob the plan does not list has no slot.
-func (f *tarFeed) run(ctx context.Context) {
+func (f *layoutFeed) run(ctx context.Context) {
 	defer close(f.done)
 	for {
 		desc, ok := f.next()
@@ -343,7 +385,7 @@ func (f *tarFeed) run(ctx context.Context) {
 }
 
 // wrote is the builder's OnBlob.
-func (f *tarFeed) wrote(desc ocispec.Descriptor) {
+func (f *layoutFeed) wrote(desc ocispec.Descriptor) {
 	f.bytes.Add(desc.Size)
 	if f.onBlob != nil {
 		f.onBlob(desc)
@@ -351,7 +393,7 @@ func (f *tarFeed) wrote(desc ocispec.Descriptor) {
 }
 
 // drain stops taking blobs and waits for run to write those queued.
-func (f *tarFeed) drain() {
+func (f *layoutFeed) drain() {
 	if f == nil {
 		return
 	}
@@ -362,9 +404,9 @@ func (f *tarFeed) drain() {
 	<-f.done
 }
 
-// abort stops the writes in flight and removes the unfinished tar; after
+// abort stops the writes in flight and removes the unfinished layout; after
 // finish it does nothing.
-func (f *tarFeed) abort() {
+func (f *layoutFeed) abort() {
 	if f == nil {
 		return
 	}
@@ -372,8 +414,8 @@ func (f *tarFeed) abort() {
 	f.drain()
 }
 
-// written is the bytes written into the tar so far.
-func (f *tarFeed) written() int64 {
+// written is the bytes written into the layout so far.
+func (f *layoutFeed) written() int64 {
 	if f == nil {
 		return 0
 	}
@@ -382,22 +424,26 @@ func (f *tarFeed) written() int64 {
 
 // report sends the blobs written from now on to fn too; call it after
 // drain.
-func (f *tarFeed) report(fn func(ocispec.Descriptor)) {
+func (f *layoutFeed) report(fn func(ocispec.Descriptor)) {
 	if f != nil {
 		f.onBlob = fn
 	}
 }
 
-// finish completes the tar at path of blobs and index, as gathered: it
-// commits the tar started before the downloads when that was made for the
-// same blobs and index (the same TarKey: the same bytes), writing what is
-// not in it yet, and otherwise writes it anew with WriteTar.
-func (f *tarFeed) finish(ctx context.Context, path string, blobs []ocispec.Descriptor, index ocispec.Index, src ocilayout.BlobOpener, opts ocilayout.WriteOptions) (digest.Digest, error) {
+// finish completes the layout out of blobs and index, as gathered: it
+// commits the layout started before the downloads when that was made for
+// the same blobs and index (the same TarKey: the same bytes), writing what
+// is not in it yet, and otherwise writes it anew with WriteTar or
+// WriteDir. It returns the tar's sha256 ("" for a directory).
+func (f *layoutFeed) finish(ctx context.Context, out layoutOut, blobs []ocispec.Descriptor, index ocispec.Index, src ocilayout.BlobOpener, opts ocilayout.WriteOptions) (digest.Digest, error) {
 	if f != nil {
 		if key, err := ocilayout.TarKey(blobs, index); err == nil && key == f.b.Key() {
 			return f.b.Commit(ctx, src)
 		}
 		f.abort()
 	}
-	return ocilayout.WriteTar(ctx, path, blobs, index, src, opts)
+	if out.dir {
+		return "", ocilayout.WriteDir(ctx, out.path, blobs, index, src, opts)
+	}
+	return ocilayout.WriteTar(ctx, out.path, blobs, index, src, opts)
 }
