@@ -48,8 +48,7 @@ type DirBuilder struct {
 	mu      sync.Mutex
 	made    []string               // names created in root, in order
 	present map[digest.Digest]bool // blobs written, or found there
-	closed  bool                   // no more WriteBlob calls are accepted
-	writers sync.WaitGroup         // WriteBlob calls in flight
+	writers blobWriters
 
 	finish   sync.Mutex // serializes Commit and Abort
 	finished bool
@@ -147,14 +146,10 @@ func (b *DirBuilder) WriteBlob(ctx context.Context, desc ocispec.Descriptor, src
 	if desc.Size != size {
 		return fmt.Errorf("blob %s: %w: size %d, the layout was created for %d", desc.Digest, ErrSizeMismatch, desc.Size, size)
 	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if !b.writers.enter() {
 		return fmt.Errorf("blob %s: layout %s: %w", desc.Digest, b.dir, ErrBuilderClosed)
 	}
-	b.writers.Add(1)
-	b.mu.Unlock()
-	defer b.writers.Done()
+	defer b.writers.leave()
 	return b.write(ctx, desc, src)
 }
 
@@ -208,7 +203,7 @@ func (b *DirBuilder) Commit(ctx context.Context, src BlobOpener) (err error) {
 			return err
 		}
 	}
-	b.closeWrites()
+	b.writers.close()
 	merged, err := mergeIndex(b.root, b.index)
 	if err != nil {
 		return fmt.Errorf("%s: %w", filepath.Join(b.dir, ocispec.ImageIndexFile), err)
@@ -252,7 +247,7 @@ func (b *DirBuilder) Abort() {
 // builder created it and it is empty.
 func (b *DirBuilder) discard() {
 	b.cancel()
-	b.closeWrites()
+	b.writers.close()
 	b.mu.Lock()
 	made := slices.Clone(b.made)
 	b.mu.Unlock()
@@ -263,12 +258,4 @@ func (b *DirBuilder) discard() {
 	if b.newDir {
 		os.Remove(b.dir)
 	}
-}
-
-// closeWrites refuses new WriteBlob calls and waits for those in flight.
-func (b *DirBuilder) closeWrites() {
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
-	b.writers.Wait()
 }

@@ -58,9 +58,7 @@ type TarBuilder struct {
 	hashSum  digest.Digest // set before hashDone is closed
 	hashErr  error
 
-	mu      sync.Mutex
-	closed  bool           // no more WriteBlob calls are accepted
-	writers sync.WaitGroup // WriteBlob calls in flight
+	writers blobWriters
 
 	finish   sync.Mutex // serializes Commit and Abort
 	finished bool
@@ -247,14 +245,10 @@ func (b *TarBuilder) WriteBlob(ctx context.Context, desc ocispec.Descriptor, src
 	if desc.Size != s.desc.Size {
 		return fmt.Errorf("blob %s: %w: size %d, the tar was created for %d", desc.Digest, ErrSizeMismatch, desc.Size, s.desc.Size)
 	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if !b.writers.enter() {
 		return fmt.Errorf("blob %s: tar %s: %w", desc.Digest, b.path, ErrBuilderClosed)
 	}
-	b.writers.Add(1)
-	b.mu.Unlock()
-	defer b.writers.Done()
+	defer b.writers.leave()
 	ctx, stop := b.bind(ctx)
 	defer stop()
 	return b.fill(ctx, s, src)
@@ -287,7 +281,7 @@ func (b *TarBuilder) Commit(ctx context.Context, src BlobOpener) (_ digest.Diges
 			return "", err
 		}
 	}
-	b.closeWrites()
+	b.writers.close()
 	sum := b.known
 	if b.hashDone != nil {
 		select {
@@ -344,7 +338,7 @@ func (b *TarBuilder) Abort() {
 // path when it was renamed but could not be closed.
 func (b *TarBuilder) discard(renamed bool) {
 	b.cancel()
-	b.closeWrites()
+	b.writers.close()
 	if b.hashDone != nil {
 		<-b.hashDone
 	}
@@ -355,14 +349,6 @@ func (b *TarBuilder) discard(renamed bool) {
 		b.root.Remove(b.tmp)
 	}
 	b.root.Close()
-}
-
-// closeWrites refuses new WriteBlob calls and waits for those in flight.
-func (b *TarBuilder) closeWrites() {
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
-	b.writers.Wait()
 }
 
 // bind returns ctx, also cancelled when b is aborted.
