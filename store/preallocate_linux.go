@@ -4,9 +4,11 @@ package store
 
 import (
 	"os"
-
-	"golang.org/x/sys/unix"
+	"syscall"
 )
+
+// fallocKeepSize is FALLOC_FL_KEEP_SIZE: reserve without changing the size.
+const fallocKeepSize = 1
 
 // preallocSpare is the free space preallocate leaves on the filesystem.
 const preallocSpare = 64 << 20
@@ -29,13 +31,13 @@ func preallocate(path string, off, n int64) {
 	}
 	defer f.Close()
 	fd := int(f.Fd())
-	var fs unix.Statfs_t
-	if unix.Fstatfs(fd, &fs) != nil || int64(fs.Bavail)*int64(fs.Bsize) < n+preallocSpare {
+	var fs syscall.Statfs_t
+	if syscall.Fstatfs(fd, &fs) != nil || int64(fs.Bavail)*int64(fs.Bsize) < n+preallocSpare {
 		return
 	}
 	for {
-		err = unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, off, n)
-		if err != unix.EINTR {
+		err = syscall.Fallocate(fd, fallocKeepSize, off, n)
+		if err != syscall.EINTR {
 			break
 		}
 	}
