@@ -276,7 +276,7 @@ func (rep report) markdown() string {
 		fmt.Fprintf(&b, "- skipped: %s, %s\n", t, res.Skipped[t])
 	}
 	fmt.Fprintf(&b, "- %s\n", res.Config.latencyPhrase())
-	fmt.Fprintf(&b, "- %d interleaved round(s): each round runs every tool once per case, the tool order rotated by one each round; at most %s per process\n",
+	fmt.Fprintf(&b, "- %d interleaved round(s): each round runs every tool once per case, the tool order rotated by one each round; at most %s per process; the disk is synced before each run, outside its time (no run pays for an earlier run's writeback)\n",
 		res.Config.Rounds, time.Duration(res.Config.TimeoutSeconds*float64(time.Second)))
 	for _, f := range res.Fixtures {
 		fmt.Fprintf(&b, "- fixture: %s, `%s` (%s, %s)\n", f.Name, f.Ref, shortDigestString(f.Digest), mib(f.Bytes))

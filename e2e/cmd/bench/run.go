@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ferry-oci/ferry/e2e/harness"
@@ -313,6 +314,9 @@ func (b *bench) runOnce(ctx context.Context, c, tool, variant string, round int)
 		s.Error = err.Error()
 		return s
 	}
+	// Every run starts on a quiet disk: what earlier runs (and the
+	// fixtures) left to write back is written now, outside the time.
+	syscall.Sync()
 	for i, proc := range p.procs {
 		ps, err := runMeasured(ctx, b.rusage, proc, b.cfg.timeout)
 		s.add(ps)
