@@ -306,13 +306,9 @@ func (r *ingestReader) closeDone() {
 	if !r.done {
 		r.done = true
 		r.w.Close() // no-op after Commit
-		switch {
-		case r.off == 0:
+		if r.off == 0 {
 			// Nothing worth resuming: do not leave an empty ingest.
 			_ = r.s.cs.Abort(r.ctx, r.desc.Digest.String())
-		case r.off < r.desc.Size:
-			// A partial kept for later holds only the bytes it has.
-			releasePreallocated(r.s.ingestDataPath(r.desc.Digest.String()))
 		}
 	}
 	if r.release != nil {

@@ -13,6 +13,13 @@ const fallocKeepSize = 1
 // preallocSpare is the free space preallocate leaves on the filesystem.
 const preallocSpare = 64 << 20
 
+// roomFor reports whether a filesystem with avail bytes free can reserve n
+// bytes and still keep preallocSpare free (n may be any size a descriptor
+// claims).
+func roomFor(avail, n int64) bool {
+	return n > 0 && avail >= preallocSpare && n <= avail-preallocSpare
+}
+
 // preallocate reserves the disk blocks of the bytes [off, off+n) of the
 // file at path without changing its size (fallocate with
 // FALLOC_FL_KEEP_SIZE): writing into reserved blocks costs the filesystem
@@ -32,7 +39,7 @@ func preallocate(path string, off, n int64) {
 	defer f.Close()
 	fd := int(f.Fd())
 	var fs syscall.Statfs_t
-	if syscall.Fstatfs(fd, &fs) != nil || int64(fs.Bavail)*int64(fs.Bsize) < n+preallocSpare {
+	if syscall.Fstatfs(fd, &fs) != nil || !roomFor(int64(fs.Bavail)*int64(fs.Bsize), n) {
 		return
 	}
 	for {

@@ -495,8 +495,9 @@ func (s *Store) openWriter(ctx context.Context, desc ocispec.Descriptor) (conten
 	for {
 		w, err := s.cs.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
 		if err == nil {
-			preallocate(s.ingestDataPath(ref), 0, desc.Size)
-			return w, nil
+			path := s.ingestDataPath(ref)
+			preallocate(path, 0, desc.Size)
+			return &reservedWriter{Writer: w, path: path}, nil
 		}
 		if errdefs.IsAlreadyExists(err) {
 			return nil, err
@@ -512,6 +513,32 @@ func (s *Store) openWriter(ctx context.Context, desc ocispec.Descriptor) (conten
 		case <-time.After(lockPoll):
 		}
 	}
+}
+
+// reservedWriter is an ingest writer whose data file had its blocks
+// reserved (preallocate). Closed without a commit, it gives back the blocks
+// not written, so that a partial kept for a later resume holds only its
+// bytes.
+type reservedWriter struct {
+	content.Writer
+	path      string
+	committed bool
+}
+
+func (w *reservedWriter) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
+	err := w.Writer.Commit(ctx, size, expected, opts...)
+	if err == nil {
+		w.committed = true
+	}
+	return err
+}
+
+func (w *reservedWriter) Close() error {
+	err := w.Writer.Close()
+	if !w.committed {
+		releasePreallocated(w.path)
+	}
+	return err
 }
 
 // ingestDir is the directory of containerd's local store for the ingest of
