@@ -25,22 +25,23 @@ import (
 // Create one with CreateDir, call WriteBlob for blobs as they become
 // available, then Commit, which writes the blobs not written yet and then
 // index.json. Abort (a no-op after Commit) and a failed Commit remove what
-// the builder added: the blob files it wrote, and the oci-layout file and
-// the directories it created; a blob that was already there stays. Call
-// Abort on every path that does not commit.
+// the builder added: the blob files it wrote where nothing was, and the
+// oci-layout file and the directories it created (dir and its parents
+// included); what was already there stays. Call Abort on every path that
+// does not commit.
 //
 // WriteBlob is safe for concurrent use; Commit and Abort may be called from
 // any goroutine, and Abort interrupts a running Commit and the WriteBlob
 // calls in flight. No other writer may use the directory meanwhile.
 type DirBuilder struct {
-	dir    string
-	root   *os.Root
-	sorted []ocispec.Descriptor
-	size   map[digest.Digest]int64 // the blobs, by digest
-	index  ocispec.Index
-	key    digest.Digest
-	opts   WriteOptions
-	newDir bool // dir did not exist before CreateDir
+	dir     string
+	root    *os.Root
+	sorted  []ocispec.Descriptor
+	size    map[digest.Digest]int64 // the blobs, by digest
+	index   ocispec.Index
+	key     digest.Digest
+	opts    WriteOptions
+	created []string // dir and the parents CreateDir created, deepest first
 
 	ctx    context.Context // cancelled by Abort and when Commit ends
 	cancel context.CancelFunc
@@ -67,7 +68,7 @@ func CreateDir(ctx context.Context, dir string, blobs []ocispec.Descriptor, inde
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	_, statErr := os.Stat(dir)
+	created := missingDirs(dir)
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("create layout directory: %w", err)
 	}
@@ -80,7 +81,7 @@ func CreateDir(ctx context.Context, dir string, blobs []ocispec.Descriptor, inde
 		size:    make(map[digest.Digest]int64, len(sorted)),
 		present: make(map[digest.Digest]bool, len(sorted)),
 		key:     tarKey(sorted, indexJSON),
-		newDir:  errors.Is(statErr, fs.ErrNotExist),
+		created: created,
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -106,6 +107,10 @@ func CreateDir(ctx context.Context, dir string, blobs []ocispec.Descriptor, inde
 	removeStaleTemps(root, ".", func(target string) bool {
 		return target == ocispec.ImageLayoutFile || target == ocispec.ImageIndexFile
 	})
+	// An index.json Commit could not merge fails now, before the blobs.
+	if _, err := mergeIndex(root, index); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ocispec.ImageIndexFile), err)
+	}
 	seen := make(map[string]bool)
 	for _, d := range sorted {
 		alg := path.Dir(blobPath(d.Digest))
@@ -243,8 +248,8 @@ func (b *DirBuilder) Abort() {
 }
 
 // discard stops everything and removes, newest first, the names the
-// builder created (a directory only when empty), and dir itself when the
-// builder created it and it is empty.
+// builder created in dir (a directory only when empty), then dir and the
+// parents CreateDir created, while empty.
 func (b *DirBuilder) discard() {
 	b.cancel()
 	b.writers.close()
@@ -255,7 +260,26 @@ func (b *DirBuilder) discard() {
 		b.root.Remove(name)
 	}
 	b.root.Close()
-	if b.newDir {
-		os.Remove(b.dir)
+	for _, d := range b.created {
+		if os.Remove(d) != nil {
+			break
+		}
+	}
+}
+
+// missingDirs lists dir and those of its parents that do not exist, deepest
+// first: what os.MkdirAll(dir) creates.
+func missingDirs(dir string) []string {
+	var out []string
+	for d := filepath.Clean(dir); ; {
+		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
+			return out
+		}
+		out = append(out, d)
+		parent := filepath.Dir(d)
+		if parent == d {
+			return out
+		}
+		d = parent
 	}
 }

@@ -147,15 +147,16 @@ func TestDirBuilderLeavesNothingOnFailure(t *testing.T) {
 	}
 	for name, end := range ends {
 		t.Run(name+"/new directory", func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "new")
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "new", "nested")
 			b, err := CreateDir(ctx, dir, fx.blobs, fx.index, WriteOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			half(t, b)
 			end(t, b)
-			if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("directory left: %v, files %v", err, dirFiles(t, dir))
+			if left := listDir(t, parent); len(left) != 0 {
+				t.Errorf("left in %s: %v, want nothing (the builder created new/nested)", parent, left)
 			}
 		})
 		t.Run(name+"/existing layout", func(t *testing.T) {
@@ -170,6 +171,12 @@ func TestDirBuilderLeavesNothingOnFailure(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			// A file of the wrong size where the second blob goes: the
+			// builder replaces it, and must not remove it on failure.
+			odd := filepath.Join(dir, filepath.FromSlash(blobPath(fx.blobs[1].Digest)))
+			if err := os.WriteFile(odd, []byte("not this blob"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			before := dirFiles(t, dir)
 			b, err := CreateDir(ctx, dir, fx.blobs, fx.index, WriteOptions{})
 			if err != nil {
@@ -177,7 +184,27 @@ func TestDirBuilderLeavesNothingOnFailure(t *testing.T) {
 			}
 			half(t, b)
 			end(t, b)
-			sameFiles(t, dirFiles(t, dir), before)
+			after := dirFiles(t, dir)
+			oddName := filepath.ToSlash(blobPath(fx.blobs[1].Digest))
+			if _, ok := after[oddName]; !ok {
+				t.Errorf("%s, there before the builder, was removed", oddName)
+			}
+			delete(after, oddName) // replaced by the blob: either content is fine
+			delete(before, oddName)
+			sameFiles(t, after, before)
 		})
+	}
+}
+
+// An index.json that Commit could not merge fails CreateDir, before any
+// blob is written.
+func TestCreateDirRefusesBadIndex(t *testing.T) {
+	fx := newFixture(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CreateDir(context.Background(), dir, fx.blobs, fx.index, WriteOptions{}); !errors.Is(err, ErrMalformedIndex) {
+		t.Errorf("CreateDir over a malformed index.json: %v, want ErrMalformedIndex", err)
 	}
 }

@@ -11,6 +11,13 @@ import (
 // preallocSpare is the free space preallocate leaves on the filesystem.
 const preallocSpare = 64 << 20
 
+// roomFor reports whether a filesystem with avail bytes free can reserve n
+// bytes and still keep preallocSpare free (n may be any size a descriptor
+// claims).
+func roomFor(avail, n int64) bool {
+	return n > 0 && avail >= preallocSpare && n <= avail-preallocSpare
+}
+
 // preallocate reserves the disk blocks of f's first n bytes without
 // changing its size (fallocate with FALLOC_FL_KEEP_SIZE): writing into
 // reserved blocks costs the filesystem less work than allocating them page
@@ -30,7 +37,7 @@ func preallocate(f *os.File, n int64) {
 	var ferr error
 	if err := rc.Control(func(fd uintptr) {
 		var fs unix.Statfs_t
-		if unix.Fstatfs(int(fd), &fs) != nil || int64(fs.Bavail)*int64(fs.Bsize) < n+preallocSpare {
+		if unix.Fstatfs(int(fd), &fs) != nil || !roomFor(int64(fs.Bavail)*int64(fs.Bsize), n) {
 			return
 		}
 		for {

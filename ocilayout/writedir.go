@@ -48,6 +48,11 @@ func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src 
 	if fi, err := root.Stat(name); err == nil && fi.Mode().IsRegular() && fi.Size() == d.Size {
 		return false, nil
 	}
+	// Something else there (a file of the wrong size, a link the root does
+	// not follow) is replaced, but not counted as written: a builder that
+	// cleans up after a failure must not remove what it found.
+	_, lerr := root.Lstat(name)
+	fresh := errors.Is(lerr, fs.ErrNotExist)
 	if err := root.MkdirAll(path.Dir(name), dirMode); err != nil {
 		return false, fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
@@ -91,7 +96,7 @@ func writeDirBlob(ctx context.Context, root *os.Root, d ocispec.Descriptor, src 
 	if _, err := commitTemp(f, func() error { return root.Rename(tmp, name) }); err != nil {
 		return false, fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
-	return true, nil
+	return fresh, nil
 }
 
 // createRootTemp creates a new file next to name inside root.
@@ -130,9 +135,12 @@ func writeRootFileAtomic(root *os.Root, name string, data []byte) (err error) {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", name, err)
 	}
-	if _, err := commitTemp(f, func() error { return root.Rename(tmp, name) }); err != nil {
+	renamed, err := commitTemp(f, func() error { return root.Rename(tmp, name) })
+	if err != nil && !renamed {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
+	// Renamed into place after its sync: written, whatever closing the
+	// temporary file's descriptor then says.
 	return nil
 }
 

@@ -675,7 +675,7 @@ func TestPlannedLayoutIsGatheredLayout(t *testing.T) {
 			}
 			blobs, index, err := plannedLayout(ctx, src, g, nil, graph.PlanOptions{IncludeNonDistributable: tc.include})
 			if err != nil {
-				t.Fatalf("plannedTar: %v", err)
+				t.Fatalf("plannedLayout: %v", err)
 			}
 			planned, err := ocilayout.TarKey(blobs, index)
 			if err != nil {
@@ -714,7 +714,7 @@ func mustMarshal(t *testing.T, v any) []byte {
 	return b
 }
 
-// feedInput is a small image for the tarFeed tests: its blobs, its index
+// feedInput is a small image for the layoutFeed tests: its blobs, its index
 // and an opener serving them from memory.
 func feedInput(t *testing.T) ([]ocispec.Descriptor, ocispec.Index, ocilayout.BlobOpener) {
 	t.Helper()
@@ -885,6 +885,9 @@ func TestTarFeed(t *testing.T) {
 		}
 		f.enqueue(blobs[0])
 		f.drain()
+		if f.written() != blobs[0].Size {
+			t.Fatalf("written %d bytes before the abort, want %d", f.written(), blobs[0].Size)
+		}
 		f.abort()
 		if _, err := os.Stat(out.path); !os.IsNotExist(err) {
 			t.Errorf("abort left the new directory: %v", err)
